@@ -1,0 +1,119 @@
+"""Likelihoods p(x|z) and the diagonal Gaussian posterior q(z|x), as torch.distributions.
+
+A likelihood turns the decoder's raw output (logits or parameters) into a distribution over x.
+Its choice *is* the reconstruction loss: Bernoulli gives binary cross-entropy from logits,
+a Gaussian gives squared error (fixed variance) or a full Gaussian log-density (learned variance).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
+
+
+class InputError(ValueError):
+    """Bad input a user gave: the message is one sentence naming the problem and the fix."""
+
+
+def diagonal_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> Independent:
+    """N(mu, diag(exp(logvar))) with the last dimension as the event."""
+    return Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+
+
+def standard_normal(shape: tuple[int, ...], like: torch.Tensor) -> Independent:
+    """N(0, I) over the last dimension of `shape`, on the device and dtype of `like`."""
+    zeros = like.new_zeros(shape)
+    return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+
+class Likelihood(nn.Module):
+    """Maps decoder output of shape (B, params_per_value * D...) to a distribution over x."""
+
+    name: str = ""
+    params_per_value: int = 1  # decoder channels needed per data value
+
+    def forward(self, params: torch.Tensor, event_dims: int) -> Distribution:
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor, event_dims: int) -> torch.Tensor:
+        """The distribution's mean in data space: what `decode` returns."""
+        raise NotImplementedError
+
+    def check(self, x: torch.Tensor) -> None:
+        """Raise InputError if x is outside this likelihood's support."""
+        if not torch.isfinite(x).all():
+            raise InputError("The input contains NaN or infinite values; clean or impute them first.")
+
+
+class BernoulliLikelihood(Likelihood):
+    """Pixels in [0, 1] scored by binary cross-entropy with logits (grey values allowed)."""
+
+    name = "bernoulli"
+
+    def forward(self, params, event_dims):
+        # validate_args=False: grey-level targets in [0, 1] are scored by the same cross-entropy.
+        return Independent(Bernoulli(logits=params, validate_args=False), event_dims)
+
+    def mean(self, params, event_dims):
+        return torch.sigmoid(params)
+
+    def check(self, x):
+        super().check(x)
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise InputError(
+                f"Values must lie in [0, 1] for a Bernoulli likelihood, but range from {x.min().item():.3g} "
+                f"to {x.max().item():.3g}; rescale the data or use likelihood='gaussian'."
+            )
+
+
+class GaussianLikelihood(Likelihood):
+    """N(mean, sigma^2) per value with a fixed sigma (sigma=1 is squared error up to constants)."""
+
+    name = "gaussian"
+
+    def __init__(self, sigma: float = 1.0):
+        super().__init__()
+        self.log_sigma = math.log(sigma)
+
+    def forward(self, params, event_dims):
+        scale = torch.full_like(params, math.exp(self.log_sigma))
+        return Independent(Normal(params, scale, validate_args=False), event_dims)
+
+    def mean(self, params, event_dims):
+        return params
+
+
+class LearnedGaussianLikelihood(Likelihood):
+    """N(mean, sigma^2) with a per-value sigma predicted by the decoder (two channels per value)."""
+
+    name = "gaussian-learned"
+    params_per_value = 2
+    min_log_sigma = -6.0  # keeps the density bounded on near-constant pixels
+
+    def _split(self, params, event_dims):
+        loc, log_sigma = params.chunk(2, dim=-event_dims)  # [means | log-sigmas] along the first event dim
+        return loc, log_sigma.clamp(min=self.min_log_sigma)
+
+    def forward(self, params, event_dims):
+        loc, log_sigma = self._split(params, event_dims)
+        return Independent(Normal(loc, log_sigma.exp(), validate_args=False), event_dims)
+
+    def mean(self, params, event_dims):
+        return self._split(params, event_dims)[0]
+
+
+LIKELIHOODS = {
+    "bernoulli": BernoulliLikelihood,
+    "gaussian": GaussianLikelihood,
+    "gaussian-learned": LearnedGaussianLikelihood,
+}
+
+
+def make_likelihood(name: str, sigma: float = 1.0) -> Likelihood:
+    """Build a likelihood by name: 'bernoulli', 'gaussian' (fixed sigma) or 'gaussian-learned'."""
+    if name not in LIKELIHOODS:
+        raise InputError(f"Unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}.")
+    return GaussianLikelihood(sigma) if name == "gaussian" else LIKELIHOODS[name]()

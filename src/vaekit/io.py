@@ -1,0 +1,133 @@
+"""Saving and loading models as folders: `config.json` + `model.safetensors`. Nothing is unpickled.
+
+Every write goes to a temporary sibling first and is renamed into place, so a crash never leaves
+a half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .distributions import InputError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+@contextmanager
+def atomic_dir(folder):
+    """Yield a temporary folder beside `folder`; on success it replaces `folder` in one rename."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write a file through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def model_config(model) -> dict:
+    """What config.json holds: the model type, its constructor config and the library version."""
+    from . import __version__
+
+    return {"model_type": model.model_type, "config": model.config_dict(), "vaekit_version": __version__}
+
+
+def save_pretrained(model, folder) -> Path:
+    """Write `model` to `folder` as config.json + model.safetensors (replacing it atomically)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_dir(folder) as tmp:
+        (tmp / CONFIG_NAME).write_text(json.dumps(model_config(model), indent=2) + "\n")
+        save_file(state, str(tmp / WEIGHTS_NAME))
+    return Path(folder)
+
+
+def resolve_model_folder(path) -> Path:
+    """A model folder from a model folder, a run folder (its `model/`) or a pretrained name."""
+    p = Path(path)
+    if not p.exists() and (PRETRAINED_DIR / str(path)).is_dir():
+        return PRETRAINED_DIR / str(path)
+    if (p / "model" / CONFIG_NAME).exists():
+        return p / "model"
+    if not p.exists():
+        names = sorted(d.name for d in PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []
+        hint = f" or a pretrained name ({', '.join(names)})" if names else ""
+        raise InputError(f"No model at {path}: give a folder written by save_pretrained, a run folder{hint}.")
+    if not (p / CONFIG_NAME).exists():
+        raise InputError(f"{p} holds no {CONFIG_NAME}: it is not a saved model or run folder.")
+    return p
+
+
+def read_config(folder) -> dict:
+    try:
+        meta = json.loads((Path(folder) / CONFIG_NAME).read_text())
+        meta["model_type"], meta["config"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"{Path(folder) / CONFIG_NAME} is corrupt ({e}); re-save the model.") from None
+    return meta
+
+
+def load(path, map_location: str | torch.device = "cpu", expect: str | type | None = None):
+    """Rebuild a saved model: from a model folder, a run folder, or a pretrained name.
+
+    `expect` (a model type name or class) makes loading a different kind of model an error.
+    """
+    from .models import MODELS
+
+    folder = resolve_model_folder(path)
+    meta = read_config(folder)
+    kind = meta["model_type"]
+    if kind not in MODELS:
+        raise InputError(f"{folder} holds a model of unknown type {kind!r}; known: {', '.join(MODELS)}.")
+    cls = MODELS[kind]
+    want = expect.model_type if isinstance(expect, type) else expect
+    if want is not None and kind != want:
+        raise InputError(f"{folder} holds a {kind!r} model, not the {want!r} model asked for.")
+    try:
+        config = cls.config_class(**meta["config"])
+    except TypeError as e:
+        raise InputError(f"{folder / CONFIG_NAME} does not describe a {kind!r} model ({e}).") from None
+    model = cls(config=config)
+    weights = folder / WEIGHTS_NAME
+    if not weights.exists():
+        raise InputError(f"{folder} has no {WEIGHTS_NAME}; the save was incomplete, re-save the model.")
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except Exception as e:  # safetensors raises its own error type, which moved between versions
+        raise InputError(f"{weights} is corrupt or truncated ({e}); re-save the model.") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise InputError(f"The weights in {weights} do not fit the model its config.json describes.") from None
+    return model.to(map_location).eval()

@@ -1,0 +1,61 @@
+"""Training objectives: the chapter's `vae_loss`, the step output, KL warm-up and free bits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class StepOutput:
+    """What one training step returns: the scalar `loss` the optimizer minimises, and named
+    per-example terms (each of shape (B,)) for logs: e.g. `reconstruction`, `kl`, `elbo`."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def vae_loss(x_recon, x, mu, logvar, beta: float = 1.0):
+    """The chapter's loss: summed binary cross-entropy plus beta times the closed-form Gaussian KL.
+
+    `x_recon` holds probabilities in [0, 1] (what `model(x)` returns for a Bernoulli decoder).
+    `x` may be images or flat vectors of the same number of values.
+    """
+    x = x.reshape(x_recon.shape)
+    recon_loss = F.binary_cross_entropy(x_recon, x, reduction="sum")
+    kl_div = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return recon_loss + beta * kl_div
+
+
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension, same shape as mu."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Per-example KL where each latent dimension's batch-mean KL is floored at `free_bits` nats
+    (Kingma et al. 2016), so the optimizer gains nothing from pushing a unit below it.
+
+    kl_per_dim: (B, L). Returns (B,) whose mean equals sum_d max(free_bits, mean_b kl[b, d]).
+    """
+    if free_bits <= 0:
+        return kl_per_dim.sum(-1)
+    mean_per_dim = kl_per_dim.mean(0, keepdim=True)  # (1, L)
+    floor = (free_bits - mean_per_dim).clamp(min=0)  # extra nats charged to units below the floor
+    return (kl_per_dim + floor).sum(-1)
+
+
+@dataclass
+class KLWarmup:
+    """beta(step) rising linearly from `start` to `beta` over `steps` optimizer steps (0: constant)."""
+
+    beta: float = 1.0
+    steps: int = 0
+    start: float = 0.0
+
+    def __call__(self, step: int) -> float:
+        if self.steps <= 0 or step >= self.steps:
+            return self.beta
+        return self.start + (self.beta - self.start) * step / self.steps
