@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -59,3 +60,14 @@ class KLWarmup:
         if self.steps <= 0 or step >= self.steps:
             return self.beta
         return self.start + (self.beta - self.start) * step / self.steps
+
+
+def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
+    """log (1/k) sum_i w_i from log-weights of shape (k, B); shape (B,). k=1 is the ELBO."""
+    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+
+
+def iwae_loss(model, x, y=None, k: int = 5) -> StepOutput:
+    """Negative importance-weighted bound (Burda et al. 2016) with k samples, batch-averaged."""
+    bound = iwae_bound(model.log_weights(x, y, k))
+    return StepOutput(-bound.mean(), {"iwae": bound})

@@ -121,22 +121,26 @@ class BaseVAE(nn.Module):
         rec = self.likelihood(z, y).log_prob(x).mean(0)
         return rec - kl_divergence(q, self.prior())
 
+    def sample_posterior(self, x, y=None, k: int = 1):
+        """k reparameterized samples z ~ q(z|x) and their log-densities: ((k, B, L), (k, B))."""
+        q = self.posterior(x, y)
+        z = q.rsample((k,))
+        return z, q.log_prob(z)
+
     def log_weights(self, x, y=None, k: int = 1) -> torch.Tensor:
         """log p(x, z_i) - log q(z_i | x) for k posterior samples; shape (k, B)."""
         x = self.as_batch(x)
-        q = self.posterior(x, y)
-        z = q.rsample((k,))  # (k, B, L)
-        return self.likelihood(z, y).log_prob(x) + self.prior().log_prob(z) - q.log_prob(z)
+        z, log_q = self.sample_posterior(x, y, k)  # (k, B, L), (k, B)
+        return self.likelihood(z, y).log_prob(x) + self.prior().log_prob(z) - log_q
 
     def log_likelihood(self, x, y=None, k: int = 1000, chunk: int = 500) -> torch.Tensor:
         """Importance-sampled log p(x) (Burda et al.) with k samples, in chunks; shape (B,), float64."""
-        total = None
+        parts = []
         for start in range(0, k, chunk):
             with torch.no_grad():
-                lw = self.log_weights(x, y, min(chunk, k - start)).double()
-            part = torch.logsumexp(lw, 0)
-            total = part if total is None else torch.logaddexp(total, part)
-        return total - math.log(k)
+                lw = self.log_weights(x, y, min(chunk, k - start)).double()  # (chunk, B)
+            parts.append(torch.logsumexp(lw, 0))
+        return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
     def sample(self, n: int, y=None) -> torch.Tensor:
         """n new examples: decode z ~ p(z)."""
