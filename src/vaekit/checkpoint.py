@@ -1,0 +1,79 @@
+"""Training checkpoints for exact resume: weights, optimizer state, RNG states and counters.
+
+A checkpoint is a folder `checkpoint/` holding `state.safetensors` (every tensor) and
+`state.json` (everything else), written atomically; no pickle is involved.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .distributions import InputError
+from .io import atomic_dir
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer state_dict into named tensors and a JSON-able remainder."""
+    tensors, plain = {}, {}
+    for idx, slots in state["state"].items():
+        for name, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{name}"] = value.detach().contiguous().cpu()
+            else:
+                plain[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": state["param_groups"], "plain": plain}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for key, value in meta["plain"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(folder, model, optimizer, counters: dict, generators: dict[str, torch.Generator]) -> None:
+    """Write model + optimizer + RNG + counters (epoch, step, history...) to `folder`."""
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    for name, gen in generators.items():
+        tensors[f"rng.{name}"] = gen.get_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    with atomic_dir(folder) as tmp:
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps({"optimizer": opt_meta, "counters": counters}, indent=1))
+
+
+def load_checkpoint(folder, model, optimizer, generators: dict[str, torch.Generator]) -> dict:
+    """Restore what save_checkpoint wrote; returns the counters dict."""
+    folder = Path(folder)
+    try:
+        tensors = load_file(str(folder / "state.safetensors"))
+        meta = json.loads((folder / "state.json").read_text())
+    except FileNotFoundError:
+        raise InputError(f"No checkpoint in {folder}: nothing to resume; train without --resume first.") from None
+    except Exception as e:  # corrupt JSON or safetensors
+        raise InputError(f"The checkpoint in {folder} is corrupt ({e}); start again with --overwrite.") from None
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise InputError(f"The checkpoint in {folder} belongs to a different model.") from None
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    for name, gen in generators.items():
+        gen.set_state(tensors[f"rng.{name}"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return meta["counters"]
