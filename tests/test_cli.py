@@ -1,0 +1,72 @@
+"""The `vaekit` command as a user meets it: files written, paths printed, exit code 2 on bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from vaekit.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--epochs", "3", "--out", str(out), "--no-progress", "--latent-dim", "4"]) == 0
+    return out
+
+
+def test_train_writes_a_run_folder(run):
+    for name in ("model/config.json", "model/model.safetensors", "metrics.jsonl", "loss_curve.png",
+                 "samples.png", "reconstructions.png", "interpolation.png", "run.json", "checkpoint/state.json"):
+        assert (run / name).exists(), name
+
+
+def test_existing_run_is_refused(run, capsys):
+    assert main(["train", "--epochs", "1", "--out", str(run), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_resume_continues_to_more_epochs(run):
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "4", "--no-progress"]) == 0
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize("command, picture", [
+    (["sample", "--n", "16"], "samples.png"),
+    (["reconstruct", "--n", "8"], "reconstructions.png"),
+    (["interpolate", "--pairs", "2", "--method", "slerp"], "interpolation_slerp.png"),
+    (["traverse", "--dims", "0", "1"], "traversal.png"),
+])
+def test_commands_on_a_run(run, tmp_path, capsys, command, picture):
+    assert main([command[0], str(run), "--out", str(tmp_path), *command[1:]]) == 0
+    assert (tmp_path / picture).exists()
+    assert str(tmp_path / picture) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "no-such-set", "--epochs", "1"], "no-such-set"),
+    (["train", "--model", "nope", "--epochs", "1"], "Unknown model"),
+    (["train", "--data", "{missing}", "--epochs", "1"], "missing"),
+    (["sample", "{missing}"], "No model"),
+])
+def test_bad_input_exits_2_with_one_sentence(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = [a.replace("{missing}", str(tmp_path / "missing.npz")) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_out_of_range_values_with_bernoulli(tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(50, 10)).astype("float32") * 5)
+    argv = ["train", "--data", str(tmp_path / "x.npy"), "--likelihood", "bernoulli", "--epochs", "1",
+            "--out", str(tmp_path / "r"), "--no-progress"]
+    assert main(argv) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "vaekit.cli", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--latent-dim" in out.stdout and "--resume" in out.stdout

@@ -1,0 +1,88 @@
+"""The Trainer: exact resume, early stopping, files of a run, objectives."""
+
+import json
+
+import pytest
+import torch
+
+import vaekit
+from vaekit.train import Trainer, TrainConfig
+
+
+def small_vae():
+    return vaekit.VAE(64, 4, hidden_dims=(32,), image_shape=(1, 8, 8))
+
+
+def test_resume_continues_exactly(digits_data, tmp_path):
+    data = digits_data.subset(slice(0, 400))
+    cfg = TrainConfig(epochs=4, batch_size=64, binarize=True, progress=False, seed=3)
+    torch.manual_seed(0)
+    straight = small_vae()
+    Trainer(straight, cfg, tmp_path / "a").fit(data)
+
+    torch.manual_seed(0)
+    first = small_vae()
+    Trainer(first, TrainConfig(**{**cfg.__dict__, "epochs": 2}), tmp_path / "b").fit(data)
+    torch.manual_seed(123)  # a resumed process starts from a different global RNG state
+    resumed = small_vae()
+    Trainer(resumed, cfg, tmp_path / "b").fit(data, resume=True)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+    rows = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_run_folder_contents_and_best_model(digits_data, tmp_path):
+    train, val = digits_data.subset(slice(0, 300)), digits_data.subset(slice(300, 400))
+    model = small_vae()
+    history = Trainer(model, TrainConfig(epochs=3, progress=False), tmp_path).fit(train, val)
+    assert len(history) == 3 and all("val_loss" in r and "train_kl" in r for r in history)
+    for name in ("metrics.jsonl", "loss_curve.png", "train_config.json", "model/config.json", "checkpoint/state.json"):
+        assert (tmp_path / name).exists(), name
+    best = min(r["val_loss"] for r in history)
+    loaded = vaekit.load(tmp_path)  # a run folder loads its best model
+    assert loaded.config == model.config
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert history[-1]["val_loss"] >= best
+
+
+def test_early_stopping(digits_data):
+    train, val = digits_data.subset(slice(0, 200)), digits_data.subset(slice(200, 260))
+    # a learning rate so high that validation stops improving quickly
+    cfg = TrainConfig(epochs=50, lr=0.05, patience=2, progress=False)
+    history = Trainer(small_vae(), cfg).fit(train, val)
+    assert len(history) < 50
+
+
+def test_warmup_raises_beta_linearly(digits_data):
+    data = digits_data.subset(slice(0, 256))
+    cfg = TrainConfig(epochs=4, batch_size=64, warmup_epochs=2, progress=False)
+    history = Trainer(small_vae(), cfg).fit(data)
+    betas = [r["beta"] for r in history]
+    assert betas[0] == pytest.approx(3 / 8) and betas[1] == pytest.approx(7 / 8) and betas[-1] == 1.0
+
+
+def test_iwae_objective_trains(digits_data):
+    data = digits_data.subset(slice(0, 256))
+    model = small_vae()
+    history = Trainer(model, TrainConfig(epochs=5, objective="iwae", k=5, progress=False)).fit(data)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert "train_iwae" in history[0]
+
+
+def test_conditional_model_needs_labels(digits_data):
+    model = vaekit.CVAE(64, 4, 10)
+    with pytest.raises(vaekit.InputError, match="labels"):
+        Trainer(model, TrainConfig(epochs=1, progress=False)).fit(digits_data.x)
+    history = Trainer(model, TrainConfig(epochs=1, progress=False)).fit(digits_data)
+    assert history[0]["train_loss"] > 0
+
+
+def test_bad_values_are_refused_before_training(digits_data):
+    x = digits_data.x.clone()
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(vaekit.InputError, match="NaN"):
+        Trainer(small_vae(), TrainConfig(epochs=1, progress=False)).fit(x)
+    with pytest.raises(vaekit.InputError, match=r"\[0, 1\]"):
+        Trainer(small_vae(), TrainConfig(epochs=1, progress=False)).fit(digits_data.x * 16)
