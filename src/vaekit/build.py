@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .distributions import InputError
-from .models import CVAE, VAE, ConvVAE
+from .models import CVAE, VAE, VQVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE
 
 
 def _flat(shape):
@@ -18,13 +18,24 @@ def _image_shape(shape, kind):
     return shape
 
 
-def build_vae(shape, num_classes, latent_dim, likelihood, **kw):
-    return VAE(_flat(shape), latent_dim, likelihood=likelihood, image_shape=shape if len(shape) == 3 else None, **kw)
+def _mlp(cls):
+    def build(shape, num_classes, latent_dim, likelihood, **kw):
+        return cls(_flat(shape), latent_dim, likelihood=likelihood, image_shape=shape if len(shape) == 3 else None, **kw)
+
+    return build
 
 
-def build_conv(shape, num_classes, latent_dim, likelihood, **kw):
-    c, h, w = _image_shape(shape, "conv")
-    return ConvVAE(latent_dim, in_channels=c, image_size=(h, w), likelihood=likelihood, **kw)
+def _conv(cls, kind):
+    def build(shape, num_classes, latent_dim, likelihood, **kw):
+        c, h, w = _image_shape(shape, kind)
+        return cls(latent_dim, in_channels=c, image_size=(h, w), likelihood=likelihood, **kw)
+
+    return build
+
+
+def build_vqvae(shape, num_classes, latent_dim, likelihood, **kw):
+    c, h, w = _image_shape(shape, "vqvae")
+    return VQVAE(in_channels=c, image_size=(h, w), likelihood=likelihood, **kw)
 
 
 def build_cvae(shape, num_classes, latent_dim, likelihood, **kw):
@@ -34,7 +45,15 @@ def build_cvae(shape, num_classes, latent_dim, likelihood, **kw):
                 image_shape=shape if len(shape) == 3 else None, **kw)
 
 
-BUILDERS = {"vae": build_vae, "conv": build_conv, "cvae": build_cvae}
+BUILDERS = {
+    "vae": _mlp(VAE),
+    "conv": _conv(ConvVAE, "conv"),
+    "cvae": build_cvae,
+    "flow": _mlp(FlowVAE),
+    "conv-flow": _conv(ConvFlowVAE, "conv-flow"),
+    "betatc": _mlp(BetaTCVAE),
+    "vqvae": build_vqvae,
+}
 
 
 def build_model(kind: str, data_shape, num_classes=None, latent_dim: int = 20, likelihood: str = "bernoulli", **kw):

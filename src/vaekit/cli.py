@@ -76,6 +76,22 @@ def _choose_out(args) -> Path:
     return out
 
 
+# Likelihood defaults where the data call for another than the Bernoulli: the 8x8 digits have 17
+# grey levels, under which a Bernoulli decoder stays blurry; a Gaussian with sigma 0.2 is sharp.
+DEFAULT_LIKELIHOOD = {"digits": ("gaussian", 0.2)}
+
+
+def _model_options(args) -> dict:
+    """Constructor options of the chosen family that come from flags."""
+    if args.model in ("flow", "conv-flow"):
+        return {"flow": args.flow, "flow_length": args.flow_length}
+    if args.model == "vqvae":
+        return {"num_codes": args.num_codes}
+    if args.model == "betatc" and args.beta is not None:
+        return {"beta": args.beta}  # the total-correlation weight; the trainer's beta stays 1
+    return {}
+
+
 def cmd_train(args):
     from .build import build_model
     from .data import train_val_split
@@ -93,13 +109,17 @@ def cmd_train(args):
     data = _load_data(args.data, "train", args.data_dir, args.limit)
     train, val = train_val_split(data, args.val_fraction, seed=args.seed) if args.val_fraction > 0 else (data, None)
     shape = tuple(data.x.shape[1:])
-    likelihood = args.likelihood or ("bernoulli" if len(shape) == 3 else "gaussian")
+    default_lik, default_sigma = DEFAULT_LIKELIHOOD.get(
+        data.name, ("bernoulli", 1.0) if len(shape) == 3 else ("gaussian", 1.0))
+    args.likelihood = args.likelihood or default_lik
+    args.sigma = args.sigma or (default_sigma if args.likelihood == default_lik else 1.0)
+    args.epochs = args.epochs or (10 if len(data) > 20000 else 100)
     torch.manual_seed(args.seed)
-    model = build_model(args.model, shape, data.num_classes, args.latent_dim, likelihood)
-    if args.epochs is None:
-        args.epochs = 10 if len(data) > 20000 else 100
+    model = build_model(args.model, shape, data.num_classes, args.latent_dim, args.likelihood,
+                        sigma=args.sigma, **_model_options(args))
     config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        beta=1.0 if args.model == "betatc" or args.beta is None else args.beta,
         warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, objective=args.objective, k=args.k,
         binarize=args.binarize, patience=args.patience, seed=args.seed, progress=not args.no_progress,
         device=args.device,
@@ -111,35 +131,49 @@ def cmd_train(args):
     out.mkdir(parents=True, exist_ok=True)
     record = {k: v for k, v in vars(args).items() if k not in ("func", "out", "resume", "overwrite")}
     (out / RUN_FILE).write_text(json.dumps({"data": args.data, "data_dir": args.data_dir, "args": record}, indent=2))
+    lik = args.likelihood + (f" (sigma {args.sigma:g})" if args.likelihood == "gaussian" else "")
     print(f"Training {args.model} on {data.name} ({len(train)} train / {len(val) if val else 0} val examples, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters) into {out}")
+          f"{sum(p.numel() for p in model.parameters()):,} parameters, {lik} likelihood) into {out}")
     history = Trainer(model, config, out).fit(train, val, resume=args.resume)
     last = history[-1] if history else {}
     if last:
         key = "val_loss" if "val_loss" in last else "train_loss"
         print(f"Epoch {last['epoch']}: {key} {last[key]:.2f} nats per example, {last['images_per_s']:.0f} images/s")
-    _pictures(model, val or train, out)
+    extra = _second_stage(model, train, val, out, args)
+    _pictures(model, val or train, out, extra)
 
 
-def _pictures(model, data, out: Path):
+def _second_stage(model, train, val, out: Path, args) -> dict:
+    """VQ-VAE: fit the autoregressive prior over the codes, save, and chart codebook usage."""
+    from .models import VQVAE, train_prior
+    from .plots import save_codebook_usage
+
+    if not isinstance(model, VQVAE):
+        return {}
+    x = train.x.to(next(model.parameters()).device)
+    print(f"Fitting the PixelCNN prior over the {model.grid_size[0]}x{model.grid_size[1]} code grid "
+          f"({args.prior_epochs} epochs)")
+    train_prior(model, x, epochs=args.prior_epochs, progress=not args.no_progress, seed=args.seed)
+    model.save_pretrained(out / "model")
+    usage = model.codebook_usage((val or train).x)
+    print(f"Codebook: perplexity {usage['perplexity']:.1f} of {model.config.num_codes} codes, "
+          f"{100 * usage['used_fraction']:.0f}% used")
+    return {"codebook usage": save_codebook_usage(usage["counts"], out / "codebook_usage.png")}
+
+
+def _pictures(model, data, out: Path, extra: dict | None = None):
     from .latent import interpolate
+    from .models import BaseVAE
     from .plots import save_image_grid
 
     model.eval()
     shape = getattr(model, "image_shape", None)
     y = data.y if getattr(model, "conditional", False) else None
+    n = min(8, len(data))
     with torch.no_grad():
-        n = min(8, len(data))
-        labels = _labels_for(model, 64, None)
-        samples = model.sample(64, labels)
-        x = data.x[:n]
-        recon = model.decode(model.encode(x, y[:n] if y is not None else None)[0], y[:n] if y is not None else None)
-        rows = torch.stack([x.reshape(recon.shape), recon])  # (2, n, ...)
-        strips = torch.stack([
-            interpolate(model, data.x[2 * i], data.x[2 * i + 1], steps=10,
-                        y=(y[2 * i] if y is not None else None))
-            for i in range(min(4, len(data) // 2))
-        ])
+        samples = model.sample(64, _labels_for(model, 64, None))
+        recon = model.reconstruct(data.x[:n], y[:n] if y is not None else None)
+        rows = torch.stack([data.x[:n].reshape(recon.shape), recon])  # (2, n, ...)
     print("Wrote:")
     _say(out / "model", "model")
     _say(out / "metrics.jsonl", "metrics")
@@ -147,8 +181,15 @@ def _pictures(model, data, out: Path):
     _say(save_image_grid(samples, out / "samples.png", image_shape=shape, title="samples from the prior"), "samples")
     _say(save_image_grid(rows, out / "reconstructions.png", image_shape=shape,
                          title="top: data, bottom: reconstruction"), "reconstructions")
-    _say(save_image_grid(strips, out / "interpolation.png", image_shape=shape, title="latent interpolation"),
-         "interpolation")
+    if isinstance(model, BaseVAE) and len(data) >= 2:
+        strips = torch.stack([
+            interpolate(model, data.x[2 * i], data.x[2 * i + 1], steps=10, y=(y[2 * i] if y is not None else None))
+            for i in range(min(4, len(data) // 2))
+        ])
+        _say(save_image_grid(strips, out / "interpolation.png", image_shape=shape, title="latent interpolation"),
+             "interpolation")
+    for what, path in (extra or {}).items():
+        _say(path, what)
 
 
 # ---- commands on a saved run ---------------------------------------------------------------
@@ -164,7 +205,10 @@ def cmd_sample(args):
 
     model = _model(args)
     torch.manual_seed(args.seed)
-    x = sample(model, args.n, _labels_for(model, args.n, args.label), temperature=args.temperature)
+    y = _labels_for(model, args.n, args.label)
+    with torch.no_grad():
+        x = model.sample(args.n, y, temperature=args.temperature) if not hasattr(model, "latent_dim") \
+            else sample(model, args.n, y, temperature=args.temperature)
     path = _out_dir(args) / "samples.png"
     _say(save_image_grid(x, path, image_shape=getattr(model, "image_shape", None)), "samples")
 
@@ -176,8 +220,7 @@ def cmd_reconstruct(args):
     x, y = _examples(args, model, args.n)
     y = y if getattr(model, "conditional", False) else None
     with torch.no_grad():
-        mu, _ = model.encode(x, y)
-        recon = model.decode(mu, y)
+        recon = model.reconstruct(x, y)
     rows = torch.stack([model.as_batch(x).reshape(recon.shape), recon])
     path = _out_dir(args) / "reconstructions.png"
     _say(save_image_grid(rows, path, image_shape=getattr(model, "image_shape", None),
@@ -245,15 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and write a run folder",
                        description="Train a VAE. With no arguments: the chapter's MLP VAE on scikit-learn's "
                                    "digits, written to runs/digits-vae.")
-    p.add_argument("--model", default="vae", help="model family: vae (MLP), conv, cvae (default vae)")
+    p.add_argument("--model", default="vae", help="model family: vae (the chapter's MLP), conv, cvae (conditional), "
+                                                  "flow (IAF/planar posterior), conv-flow, betatc (beta-TCVAE), "
+                                                  "vqvae (default vae)")
     p.add_argument("--data", default="digits", help="digits (default, offline), mnist, fashion-mnist, "
                                                     "or a .npy/.npz/.csv file")
     p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST IDX files (else $VAEKIT_DATA, "
                                       "then ~/.cache/vaekit, then download)")
     p.add_argument("--latent-dim", type=int, default=20, help="dimensions of z (default 20)")
-    p.add_argument("--beta", type=float, default=1.0, help="KL weight: >1 for a beta-VAE (default 1)")
+    p.add_argument("--beta", type=float, help="KL weight: >1 for a beta-VAE (default 1); for betatc the "
+                                              "total-correlation weight (default 6)")
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned"],
-                   help="p(x|z): bernoulli for images in [0,1] (default), gaussian for tables")
+                   help="p(x|z): bernoulli for images in [0,1] (default; gaussian for digits and tables)")
+    p.add_argument("--sigma", type=float, help="standard deviation of a fixed gaussian likelihood "
+                                               "(default 0.2 for digits, else 1)")
+    p.add_argument("--flow", choices=["iaf", "planar"], default="iaf", help="flow of --model flow (default iaf)")
+    p.add_argument("--flow-length", type=int, default=4, help="flow layers of --model flow (default 4)")
+    p.add_argument("--num-codes", type=int, default=128, help="codebook size of --model vqvae (default 128)")
+    p.add_argument("--prior-epochs", type=int, default=10, help="epochs of the vqvae's PixelCNN prior (default 10)")
     p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="training bound (default elbo)")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
     p.add_argument("--epochs", type=int, help="passes over the data (default 100 for small data, 10 for MNIST)")

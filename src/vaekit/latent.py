@@ -66,7 +66,8 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t, eps: float = 1e-4) -> torch.Ten
     sin_safe = torch.where(degenerate, torch.ones_like(sin_omega), sin_omega)
     arc = (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / sin_safe
     line = (1 - t) * z0 + t * z1
-    return torch.where(degenerate, line, arc)
+    path = torch.where(degenerate, line, arc)
+    return torch.where(t == 0, z0, torch.where(t == 1, z1, path))  # exact endpoints despite rounding
 
 
 _METHODS = {"linear": lerp, "slerp": slerp}

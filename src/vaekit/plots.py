@@ -283,3 +283,20 @@ def save_histogram(values, path, threshold: float | None = None, title: str | No
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def save_codebook_usage(counts, path, title: str | None = None) -> Path:
+    """Bar chart of how often each code is used, most used first (a VQ-VAE's codebook health)."""
+    counts = np.sort(_tensor(counts, "counts").double().flatten().numpy())[::-1]
+    total = counts.sum()
+    share = counts / total if total > 0 else counts
+    used = int((counts > 0).sum())
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(np.arange(len(share)), share, width=1.0, color="#4c72b0")
+    ax.set_xlabel("code (sorted by use)")
+    ax.set_ylabel("share of positions")
+    entropy = -(share[share > 0] * np.log(share[share > 0])).sum() if total > 0 else 0.0
+    ax.set_title(title or f"codebook usage: {used} of {len(share)} codes used, perplexity {np.exp(entropy):.1f}")
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)

@@ -110,6 +110,8 @@ class Trainer:
             if cfg.binarize:
                 xv = torch.bernoulli(xv, generator=torch.Generator(device=xv.device).manual_seed(cfg.seed + 2))
         n = len(x)
+        if getattr(model.config, "dataset_size", 0) is None:
+            model.config.dataset_size = n  # beta-TC-VAE's N in its estimate of q(z)
         steps_per_epoch = math.ceil(n / cfg.batch_size)
         warmup = KLWarmup(cfg.beta, int(cfg.warmup_epochs * steps_per_epoch))
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -120,7 +122,7 @@ class Trainer:
         self.history = state["history"]
         best_weights = None
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
-                   disable=not cfg.progress, unit="batch", dynamic_ncols=True)
+                   disable=None if cfg.progress else True, unit="batch", dynamic_ncols=True)  # None: off when not a terminal
         while state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
             model.train()

@@ -142,6 +142,10 @@ class BaseVAE(nn.Module):
             parts.append(torch.logsumexp(lw, 0))
         return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
 
+    def reconstruct(self, x, y=None) -> torch.Tensor:
+        """decode(posterior mean): the model's deterministic reconstruction of x."""
+        return self.decode(self.encode(x, y)[0], y)
+
     def sample(self, n: int, y=None) -> torch.Tensor:
         """n new examples: decode z ~ p(z)."""
         z = self.prior().sample((n,))
