@@ -16,6 +16,7 @@ SMALL = {
     "flow": lambda: vaekit.FlowVAE(64, 4, hidden_dims=(32,), flow_length=2, flow_hidden=16, image_shape=(1, 8, 8)),
     "conv-flow": lambda: vaekit.ConvFlowVAE(4, image_size=8, channels=(8, 16), fc_dim=32, flow_length=2, flow_hidden=16),
     "betatc": lambda: vaekit.BetaTCVAE(64, 4, hidden_dims=(32,), dataset_size=1797, image_shape=(1, 8, 8)),
+    "hvae": lambda: vaekit.HierarchicalVAE(image_size=8, groups_per_scale=(1, 1), hidden_channels=8, latent_channels=2),
     "vqvae": lambda: vaekit.VQVAE(image_size=8, channels=(16,), res_blocks=1, num_codes=16, code_dim=8,
                                   prior_channels=16, prior_layers=3, prior_kernel=3),
 }

@@ -5,13 +5,15 @@ __version__ = "0.1.0"
 from .applications import detect_anomaly
 from .distributions import InputError
 from .io import load, save_pretrained
-from .models import CVAE, VAE, VQVAE, BaseVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE, train_prior
+from .models import (
+    CVAE, VAE, VQVAE, BaseVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE, HierarchicalVAE, train_prior,
+)
 from .quantize import VectorQuantizer
 from .train import Trainer, TrainConfig
 from .objectives import KLWarmup, StepOutput, vae_loss
 
 __all__ = [
-    "__version__", "VAE", "ConvVAE", "CVAE", "BaseVAE", "FlowVAE", "ConvFlowVAE", "BetaTCVAE", "VQVAE",
+    "__version__", "VAE", "ConvVAE", "CVAE", "BaseVAE", "FlowVAE", "ConvFlowVAE", "BetaTCVAE", "VQVAE", "HierarchicalVAE",
     "VectorQuantizer", "train_prior", "Trainer", "TrainConfig", "vae_loss", "StepOutput", "KLWarmup",
     "detect_anomaly", "load", "save_pretrained", "InputError",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .distributions import InputError
-from .models import CVAE, VAE, VQVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE
+from .models import CVAE, VAE, VQVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE, HierarchicalVAE
 
 
 def _flat(shape):
@@ -38,6 +38,11 @@ def build_vqvae(shape, num_classes, latent_dim, likelihood, **kw):
     return VQVAE(in_channels=c, image_size=(h, w), likelihood=likelihood, **kw)
 
 
+def build_hvae(shape, num_classes, latent_dim, likelihood, **kw):
+    c, h, w = _image_shape(shape, "hvae")  # latent sizes follow the image: maps at 2 scales
+    return HierarchicalVAE(in_channels=c, image_size=(h, w), likelihood=likelihood, **kw)
+
+
 def build_cvae(shape, num_classes, latent_dim, likelihood, **kw):
     if not num_classes:
         raise InputError("--model cvae needs labelled data (a data set with classes, or y in the .npz file).")
@@ -53,6 +58,7 @@ BUILDERS = {
     "conv-flow": _conv(ConvFlowVAE, "conv-flow"),
     "betatc": _mlp(BetaTCVAE),
     "vqvae": build_vqvae,
+    "hvae": build_hvae,
 }
 
 

@@ -7,6 +7,7 @@ one sentence on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shutil
 import sys
@@ -207,8 +208,10 @@ def cmd_sample(args):
     torch.manual_seed(args.seed)
     y = _labels_for(model, args.n, args.label)
     with torch.no_grad():
-        x = model.sample(args.n, y, temperature=args.temperature) if not hasattr(model, "latent_dim") \
-            else sample(model, args.n, y, temperature=args.temperature)
+        if "temperature" in inspect.signature(model.sample).parameters:  # models with their own sampler
+            x = model.sample(args.n, y, temperature=args.temperature)
+        else:
+            x = sample(model, args.n, y, temperature=args.temperature)
     path = _out_dir(args) / "samples.png"
     _say(save_image_grid(x, path, image_shape=getattr(model, "image_shape", None)), "samples")
 
@@ -290,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "digits, written to runs/digits-vae.")
     p.add_argument("--model", default="vae", help="model family: vae (the chapter's MLP), conv, cvae (conditional), "
                                                   "flow (IAF/planar posterior), conv-flow, betatc (beta-TCVAE), "
-                                                  "vqvae (default vae)")
+                                                  "vqvae, hvae (hierarchical, top-down inference) (default vae)")
     p.add_argument("--data", default="digits", help="digits (default, offline), mnist, fashion-mnist, "
                                                     "or a .npy/.npz/.csv file")
     p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST IDX files (else $VAEKIT_DATA, "

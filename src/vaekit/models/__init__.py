@@ -5,6 +5,7 @@ from .betatc import BetaTCVAE, BetaTCVAEConfig
 from .conv import ConvVAE, ConvVAEConfig
 from .cvae import CVAE, CVAEConfig
 from .flow import ConvFlowVAE, ConvFlowVAEConfig, FlowVAE, FlowVAEConfig
+from .hvae import HierarchicalVAE, HierarchicalVAEConfig
 from .pixelcnn import PixelCNN
 from .vae import VAE, VAEConfig
 from .vqvae import VQVAE, VQVAEConfig, train_prior
@@ -12,5 +13,5 @@ from .vqvae import VQVAE, VQVAEConfig, train_prior
 __all__ = [
     "MODELS", "BaseVAE", "VAE", "VAEConfig", "ConvVAE", "ConvVAEConfig", "CVAE", "CVAEConfig",
     "FlowVAE", "FlowVAEConfig", "ConvFlowVAE", "ConvFlowVAEConfig", "BetaTCVAE", "BetaTCVAEConfig",
-    "VQVAE", "VQVAEConfig", "PixelCNN", "train_prior",
+    "VQVAE", "VQVAEConfig", "PixelCNN", "train_prior", "HierarchicalVAE", "HierarchicalVAEConfig",
 ]
