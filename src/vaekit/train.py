@@ -10,6 +10,7 @@ model to `model/` and a resumable `checkpoint/` (all written atomically).
 from __future__ import annotations
 
 import copy
+import inspect
 import dataclasses
 import json
 import math
@@ -21,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .corruption import corrupt, parse_corruption
 from .distributions import InputError
 from .io import atomic_write_bytes, load
 from .objectives import KLWarmup, StepOutput, iwae_loss
@@ -37,6 +39,7 @@ class TrainConfig:
     objective: str = "elbo"  # 'elbo' or 'iwae' (importance-weighted bound with k samples)
     k: int = 5  # samples for the IWAE objective
     binarize: bool = False  # dynamic binarization: resample Bernoulli pixels every time a batch is used
+    corrupt: str = ""  # denoising VAE: encode inputs corrupted by this spec ("gaussian:0.5"), decode the clean ones
     patience: int = 0  # stop after this many epochs without validation improvement (0: never)
     grad_clip: float = 0.0  # clip the gradient norm to this value (0: no clipping)
     seed: int = 0  # seeds the weights' noise, shuffling and binarization
@@ -46,6 +49,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.objective not in ("elbo", "iwae"):
             raise InputError(f"Unknown objective {self.objective!r}; choose 'elbo' or 'iwae'.")
+        if self.corrupt:
+            parse_corruption(self.corrupt)
+            if self.objective != "elbo":
+                raise InputError("Denoising training (corrupt=...) works with the 'elbo' objective only.")
         if self.epochs < 0 or self.batch_size < 1 or self.k < 1:
             raise InputError("epochs must be >= 0, and batch_size and k >= 1.")
 
@@ -84,10 +91,12 @@ class Trainer:
         self.history: list[dict] = []
 
     # ---- one step --------------------------------------------------------------------------
-    def objective(self, x, y, beta: float) -> StepOutput:
+    def objective(self, x, y, beta: float, generator: torch.Generator | None = None) -> StepOutput:
         cfg = self.config
         if cfg.objective == "iwae":
             return iwae_loss(self.model, x, y, cfg.k)
+        if cfg.corrupt:
+            return self.model.loss(corrupt(x, cfg.corrupt, generator), y, beta=beta, free_bits=cfg.free_bits, target=x)
         return self.model.loss(x, y, beta=beta, free_bits=cfg.free_bits)
 
     def _batch(self, x, y, idx, binarize_gen):
@@ -100,6 +109,8 @@ class Trainer:
     def fit(self, train, val=None, resume: bool = False) -> list[dict]:
         """Train on `train` (Dataset, tensor or (x, y)); validate on `val` each epoch."""
         cfg, model = self.config, self.model
+        if cfg.corrupt and "target" not in inspect.signature(model.loss).parameters:
+            raise InputError(f"{type(model).__name__} cannot be trained as a denoising VAE; use VAE, ConvVAE or CVAE.")
         torch.manual_seed(cfg.seed)
         gens = {"shuffle": torch.Generator().manual_seed(cfg.seed),
                 "binarize": torch.Generator(device=self.device).manual_seed(cfg.seed + 1)}
@@ -131,7 +142,7 @@ class Trainer:
             for start in range(0, n, cfg.batch_size):
                 xb, yb = self._batch(x, y, perm[start:start + cfg.batch_size], gens["binarize"])
                 beta = warmup(state["step"])
-                out = self.objective(xb, yb, beta)
+                out = self.objective(xb, yb, beta, gens["binarize"])
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 if cfg.grad_clip > 0:

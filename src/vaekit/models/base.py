@@ -101,12 +101,17 @@ class BaseVAE(nn.Module):
         return self.lik(params, len(self.data_shape))
 
     # ---- objectives ------------------------------------------------------------------------
-    def loss(self, x, y=None, beta: float = 1.0, free_bits: float = 0.0) -> StepOutput:
-        """Negative ELBO (beta-weighted KL, optional free bits) averaged over the batch."""
+    def loss(self, x, y=None, beta: float = 1.0, free_bits: float = 0.0, target=None) -> StepOutput:
+        """Negative ELBO (beta-weighted KL, optional free bits) averaged over the batch.
+
+        With `target` (e.g. clean images while x is corrupted) the decoder is scored on the target:
+        the objective of a denoising VAE.
+        """
         x = self.as_batch(x)
+        target = x if target is None else self.as_batch(target)
         mu, logvar = self.encode(x, y)
         z = self.reparameterize(mu, logvar)
-        rec = self.likelihood(z, y).log_prob(x)  # (B,)
+        rec = self.likelihood(z, y).log_prob(target)  # (B,)
         kl_dims = gaussian_kl_per_dim(mu, logvar)  # (B, L)
         kl = kl_dims.sum(-1)
         kl_charged = free_bits_kl(kl_dims, free_bits) if free_bits > 0 else kl
