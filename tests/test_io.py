@@ -76,3 +76,14 @@ def test_weights_of_another_model_are_refused(saved, tmp_path):
         vaekit.load(folder)
     with pytest.raises(InputError, match="not the 'conv' model"):
         vaekit.load(tmp_path / "other", expect="conv")
+
+
+def test_saved_files_have_ordinary_permissions(saved):
+    import os
+    import stat
+
+    _, folder = saved
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((folder / "config.json").stat().st_mode) == 0o666 & ~mask

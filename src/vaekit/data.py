@@ -4,7 +4,7 @@
 looked up in this order: the `data_dir` argument, the `VAEKIT_DATA` environment variable, the cache
 folder (`$XDG_CACHE_HOME/vaekit/<name>`, else `~/.cache/vaekit/<name>`), and finally a download
 from the canonical mirrors into that cache, verified against published checksums. A path to a
-`.npy`, `.npz` or `.csv` file loads the user's own data.
+`.npy`, `.npz` or `.csv` file, or a folder of PNG/JPEG images, loads the user's own data.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def load_dataset(
         ds = _load_digits(split)
     elif key in _IDX_NAMES:
         ds = _load_idx_dataset(key, split, data_dir, download, limit)
+    elif Path(source).expanduser().is_dir():
+        ds = load_image_folder(source)
     else:
         ds = _load_file(source)
     return ds if limit is None or limit >= len(ds) else ds.subset(slice(0, limit))
@@ -437,3 +439,46 @@ def _labels(y, n: int, name: str) -> tuple[torch.Tensor | None, int | None]:
 def _check_probabilities(x: torch.Tensor) -> None:
     if x.numel() and not (x.min() >= 0 and x.max() <= 1):
         raise InputError("Binarization needs values in [0, 1] (probabilities); rescale the data first.")
+
+
+# ---- folders of images -----------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_files(folder) -> list[Path]:
+    """The PNG and JPEG files directly inside `folder`, sorted by name."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder; give a folder of .png or .jpg images.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder} holds no .png or .jpg files; put the images directly in it.")
+    return files
+
+
+def load_image_folder(folder) -> Dataset:
+    """A folder of PNG/JPEG files as greyscale images (N, 1, H, W) in [0, 1], in file-name order.
+
+    Colour images are averaged over their channels (an alpha channel is dropped); every image
+    must have the same size. The images carry no labels.
+    """
+    from matplotlib.image import imread
+
+    images = []
+    for path in image_files(folder):
+        try:
+            img = np.asarray(imread(path))
+        except Exception as e:  # matplotlib/Pillow raise many kinds of errors for unreadable files
+            raise InputError(f"Cannot read image {path} ({e}); remove or replace it.") from None
+        img = img.astype(np.float32) / (255 if img.dtype.kind in "iu" and img.max() > 1 else 1)
+        if img.ndim == 3:
+            img = img[..., :3].mean(axis=2)  # (H, W, C) -> (H, W); RGBA drops alpha
+        if images and img.shape != images[0].shape:
+            raise InputError(
+                f"Image {path.name} is {img.shape[1]}x{img.shape[0]} pixels but {image_files(folder)[0].name} is "
+                f"{images[0].shape[1]}x{images[0].shape[0]}; resize the images to one size."
+            )
+        images.append(img)
+    x = torch.from_numpy(np.stack(images)[:, None].clip(0, 1).astype(np.float32))  # (N, 1, H, W)
+    return Dataset(x, None, Path(folder).expanduser().name, None)

@@ -23,12 +23,19 @@ WEIGHTS_NAME = "model.safetensors"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_dir(folder):
     """Yield a temporary folder beside `folder`; on success it replaces `folder` in one rename."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a saved model is an ordinary folder
     try:
         yield tmp
     except BaseException:
@@ -51,6 +58,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it ordinary permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
