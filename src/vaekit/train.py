@@ -9,9 +9,11 @@ model to `model/` and a resumable `checkpoint/` (all written atomically).
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import inspect
 import dataclasses
+import inspect
+import warnings
 import json
 import math
 import time
@@ -23,9 +25,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corruption import corrupt, parse_corruption
+from . import distributed as dist
 from .distributions import InputError
 from .io import atomic_write_bytes, load
 from .objectives import KLWarmup, StepOutput, iwae_loss
+
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 @dataclass
@@ -44,6 +50,9 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the gradient norm to this value (0: no clipping)
     seed: int = 0  # seeds the weights' noise, shuffling and binarization
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda', ...
+    precision: str = "fp32"  # 'fp32', 'bf16' (autocast, fp32 weights and loss reductions), 'fp16' (CUDA), 'auto'
+    channels_last: bool = True  # channels-last memory layout for image models (faster convolutions)
+    compile: bool = False  # torch.compile the training step (falls back to eager if it fails)
     progress: bool = True  # show a progress bar
 
     def __post_init__(self):
@@ -53,14 +62,23 @@ class TrainConfig:
             parse_corruption(self.corrupt)
             if self.objective != "elbo":
                 raise InputError("Denoising training (corrupt=...) works with the 'elbo' objective only.")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
         if self.epochs < 0 or self.batch_size < 1 or self.k < 1:
             raise InputError("epochs must be >= 0, and batch_size and k >= 1.")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' becomes bf16 where the hardware runs it fast (CUDA with bf16, CPUs with AMX/AVX512-BF16)."""
+    if name != "auto":
+        if name == "fp16" and device.type != "cuda":
+            raise InputError("precision 'fp16' needs a CUDA device; use 'bf16' on CPUs.")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    fast_bf16 = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and \
+        getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
+    return "bf16" if fast_bf16 else "fp32"
 
 
 def _tensors(data, model):
@@ -81,23 +99,43 @@ def _tensors(data, model):
 
 
 class Trainer:
-    """Fits a model by minimising its loss over in-memory mini-batches."""
+    """Fits a model by minimising its loss over in-memory mini-batches.
+
+    Under `torchrun` every process trains its share of each global batch of `batch_size`
+    examples, gradients are averaged across processes, and only rank 0 writes files.
+    """
 
     def __init__(self, model, config: TrainConfig | None = None, out_dir=None):
         self.config = config or TrainConfig()
         self.model = model
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.device = _device(self.config.device)
+        self.rank, self.world = dist.setup()
+        self.device = dist.device_for_rank(self.config.device)
+        self.precision = resolve_precision(self.config.precision, self.device)
         self.history: list[dict] = []
+        self._step_fn = self._eager_step
 
     # ---- one step --------------------------------------------------------------------------
     def objective(self, x, y, beta: float, generator: torch.Generator | None = None) -> StepOutput:
         cfg = self.config
-        if cfg.objective == "iwae":
-            return iwae_loss(self.model, x, y, cfg.k)
-        if cfg.corrupt:
-            return self.model.loss(corrupt(x, cfg.corrupt, generator), y, beta=beta, free_bits=cfg.free_bits, target=x)
-        return self.model.loss(x, y, beta=beta, free_bits=cfg.free_bits)
+        with self._autocast():
+            if cfg.objective == "iwae":
+                return iwae_loss(self.model, x, y, cfg.k)
+            if cfg.corrupt:
+                return self.model.loss(corrupt(x, cfg.corrupt, generator), y, beta=beta,
+                                       free_bits=cfg.free_bits, target=x)
+            return self.model.loss(x, y, beta=beta, free_bits=cfg.free_bits)
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _eager_step(self, xb, yb, beta, gen):
+        out = self.objective(xb, yb, beta, gen)
+        self.scaler.scale(out.loss).backward()
+        return out
 
     def _batch(self, x, y, idx, binarize_gen):
         xb = x[idx]
@@ -105,66 +143,71 @@ class Trainer:
             xb = torch.bernoulli(xb, generator=binarize_gen)
         return xb, (y[idx] if y is not None else None)
 
+    def _prepare(self, train, val):
+        """Move model and data to the device, in the memory layout and checks the model wants."""
+        cfg, model = self.config, self.model
+        if cfg.corrupt and "target" not in inspect.signature(model.loss).parameters:
+            raise InputError(f"{type(model).__name__} cannot be trained as a denoising VAE; use VAE, ConvVAE or CVAE.")
+        layout = torch.channels_last if cfg.channels_last and len(getattr(model, "data_shape", ())) == 3 \
+            else torch.contiguous_format
+        model.to(self.device, memory_format=layout)
+        dist.broadcast_module(model)
+
+        def place(data):
+            x, y = _tensors(data, model)
+            x = x.to(self.device, memory_format=layout) if x.dim() == 4 else x.to(self.device)
+            return x, (y.to(self.device) if y is not None else None)
+
+        x, y = place(train)
+        xv = yv = None
+        if val is not None:
+            xv, yv = place(val)
+            if cfg.binarize:  # the validation set is binarized once, like a test set
+                xv = torch.bernoulli(xv, generator=torch.Generator(device=xv.device).manual_seed(cfg.seed + 2))
+        if getattr(model.config, "dataset_size", 0) is None:
+            model.config.dataset_size = len(x)  # beta-TC-VAE's N in its estimate of q(z)
+        if cfg.compile:
+            self._step_fn = _compiled(self._eager_step)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        return x, y, xv, yv
+
     # ---- the loop --------------------------------------------------------------------------
     def fit(self, train, val=None, resume: bool = False) -> list[dict]:
         """Train on `train` (Dataset, tensor or (x, y)); validate on `val` each epoch."""
         cfg, model = self.config, self.model
-        if cfg.corrupt and "target" not in inspect.signature(model.loss).parameters:
-            raise InputError(f"{type(model).__name__} cannot be trained as a denoising VAE; use VAE, ConvVAE or CVAE.")
         torch.manual_seed(cfg.seed)
-        gens = {"shuffle": torch.Generator().manual_seed(cfg.seed),
-                "binarize": torch.Generator(device=self.device).manual_seed(cfg.seed + 1)}
-        model.to(self.device)
-        x, y = (t.to(self.device) if t is not None else None for t in _tensors(train, model))
-        if val is not None:
-            xv, yv = (t.to(self.device) if t is not None else None for t in _tensors(val, model))
-            if cfg.binarize:
-                xv = torch.bernoulli(xv, generator=torch.Generator(device=xv.device).manual_seed(cfg.seed + 2))
-        n = len(x)
-        if getattr(model.config, "dataset_size", 0) is None:
-            model.config.dataset_size = n  # beta-TC-VAE's N in its estimate of q(z)
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        x, y, xv, yv = self._prepare(train, val)
+        torch.manual_seed(cfg.seed + self.rank)  # each process draws its own noise
+        gens = {"shuffle": torch.Generator().manual_seed(cfg.seed),  # the same permutation on every rank
+                "binarize": torch.Generator(device=self.device).manual_seed(cfg.seed + 1 + 1000 * self.rank)}
+        # every rank must take part in every step, so multi-process training drops a last partial batch
+        steps_per_epoch = math.ceil(len(x) / cfg.batch_size) if self.world == 1 else len(x) // cfg.batch_size
+        if steps_per_epoch == 0:
+            raise InputError(f"{len(x)} training examples do not fill one batch of {cfg.batch_size} across "
+                             f"{self.world} processes; lower --batch-size.")
+        n = min(len(x), steps_per_epoch * cfg.batch_size)  # examples seen per epoch
         warmup = KLWarmup(cfg.beta, int(cfg.warmup_epochs * steps_per_epoch))
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-
         state = {"epoch": 0, "step": 0, "best": math.inf, "stale": 0, "history": []}
         if resume:
             state = load_checkpoint(self.out_dir / "checkpoint", model, optimizer, gens)
         self.history = state["history"]
         best_weights = None
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
-                   disable=None if cfg.progress else True, unit="batch", dynamic_ncols=True)  # None: off when not a terminal
+                   disable=None if cfg.progress and self.rank == 0 else True,  # None: off when not a terminal
+                   unit="batch", dynamic_ncols=True)
         while state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
-            model.train()
-            sums: dict[str, torch.Tensor] = {}
-            perm = torch.randperm(n, generator=gens["shuffle"]).to(self.device)
-            for start in range(0, n, cfg.batch_size):
-                xb, yb = self._batch(x, y, perm[start:start + cfg.batch_size], gens["binarize"])
-                beta = warmup(state["step"])
-                out = self.objective(xb, yb, beta, gens["binarize"])
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                state["step"] += 1
-                _accumulate(sums, out, len(xb))
-                bar.update(1)
-            if not math.isfinite(sums["loss"].item()):
-                raise FloatingPointError(
-                    f"The loss became {sums['loss'].item()} in epoch {state['epoch'] + 1}; "
-                    "lower the learning rate or set grad_clip."
-                )
+            sums = self._train_epoch(x, y, steps_per_epoch, optimizer, warmup, state, gens, bar)
             elapsed = time.perf_counter() - t0
-            row = {"epoch": state["epoch"] + 1, "beta": beta, "seconds": round(elapsed, 3),
+            row = {"epoch": state["epoch"] + 1, "beta": warmup(state["step"] - 1), "seconds": round(elapsed, 3),
                    "images_per_s": round(n / elapsed, 1)}
             row.update({f"train_{k}": v.item() / n for k, v in sums.items()})
             if val is not None:
-                row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, beta).items()})
+                row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, row["beta"]).items()})
             state["epoch"] += 1
             monitored = row.get("val_loss", row["train_loss"])
-            improved = monitored < state["best"]
+            improved = dist.broadcast_flag(monitored < state["best"])
             if improved:
                 state["best"], state["stale"] = monitored, 0
                 best_weights = copy.deepcopy(model.state_dict())
@@ -173,7 +216,8 @@ class Trainer:
             self.history.append(row)
             bar.set_postfix(epoch=row["epoch"], loss=f"{row['train_loss']:.2f}",
                             val=f"{row.get('val_loss', float('nan')):.2f}")
-            self._write_epoch(state, optimizer, gens, improved)
+            if self.rank == 0:
+                self._write_epoch(state, optimizer, gens, improved)
             if cfg.patience and state["stale"] >= cfg.patience:
                 bar.write(f"Early stopping after epoch {state['epoch']}: no validation improvement "
                           f"for {cfg.patience} epochs.")
@@ -183,8 +227,36 @@ class Trainer:
             model.load_state_dict(best_weights)
         elif val is not None and self.out_dir is not None and (self.out_dir / "model").exists():
             model.load_state_dict(load(self.out_dir / "model", map_location=self.device).state_dict())
+        dist.barrier()
         model.eval()
         return self.history
+
+    def _train_epoch(self, x, y, steps, optimizer, warmup, state, gens, bar) -> dict:
+        """One pass over the data; returns batch-summed loss and terms (summed over ranks)."""
+        cfg, model = self.config, self.model
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        perm = torch.randperm(len(x), generator=gens["shuffle"]).to(self.device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        for start in range(0, steps * cfg.batch_size, cfg.batch_size):
+            idx = perm[start:start + cfg.batch_size][self.rank::self.world]  # this rank's share of the batch
+            xb, yb = self._batch(x, y, idx, gens["binarize"])
+            optimizer.zero_grad(set_to_none=True)
+            out = self._step_fn(xb, yb, warmup(state["step"]), gens["binarize"])
+            dist.average_gradients(params)
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            state["step"] += 1
+            _accumulate(sums, out, len(xb))
+            bar.update(1)
+        sums = {k: dist.all_sum(v) for k, v in sums.items()}
+        if not math.isfinite(sums["loss"].item()):
+            raise FloatingPointError(f"The loss became {sums['loss'].item()} in epoch {state['epoch'] + 1}; "
+                                     "lower the learning rate or set grad_clip.")
+        return sums
 
     @torch.no_grad()
     def evaluate(self, x, y=None, beta: float | None = None, batch_size: int = 1000) -> dict:
@@ -223,3 +295,25 @@ def _accumulate(sums: dict, out: StepOutput, n: int) -> None:
     for k, v in out.terms.items():
         v = v.detach()
         sums[k] = sums.get(k, 0) + (v.sum() if v.dim() else v * n)
+
+
+def _compiled(step):
+    """torch.compile(step), falling back to the eager step (with a warning) if compiling fails."""
+    try:
+        fast = torch.compile(step)
+    except Exception as e:  # no compiler backend on this platform
+        warnings.warn(f"torch.compile is unavailable ({e}); training without it.")
+        return step
+
+    def run(*args):
+        nonlocal fast
+        try:
+            return fast(*args)
+        except Exception as e:
+            if fast is step:
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training without it.")
+            fast = step
+            return step(*args)
+
+    return run

@@ -62,7 +62,8 @@ class BaseVAE(nn.Module):
         """(mu, logvar) of q(z|x), each (B, latent_dim). A single unbatched example gives (latent_dim,)."""
         x, single = self._batch(x)
         h = self.encoder(self.encoder_input(x, self._labels(y, x)))
-        mu, logvar = self.fc_mu(h), self.fc_logvar(h)
+        dtype = self.fc_mu.weight.dtype  # the weights' precision (fp32) even under bf16 autocast
+        mu, logvar = self.fc_mu(h).to(dtype), self.fc_logvar(h).to(dtype)
         return (mu[0], logvar[0]) if single else (mu, logvar)
 
     def reparameterize(self, mu, logvar):
@@ -97,6 +98,7 @@ class BaseVAE(nn.Module):
         """p(x|z) with batch shape z.shape[:-1] and event shape `data_shape`."""
         lead = z.shape[:-1]
         params = self.decoder_params(z.reshape(-1, z.shape[-1]), self._labels(y, z, lead))
+        params = params.to(self._anchor().dtype)  # likelihoods in the weights' precision, not autocast's
         params = params.reshape(*lead, *params.shape[1:])  # (..., P*C, H, W) or (..., P*D)
         return self.lik(params, len(self.data_shape))
 
