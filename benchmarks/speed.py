@@ -1,0 +1,149 @@
+"""Training speed: the chapter's own loop against vaekit's Trainer, side by side in one run.
+
+    python benchmarks/speed.py --data-dir ../shared/data/mnist --epochs 3 --rounds 2
+
+For each network (the chapter's MLP VAE and its ConvVAE) the two loops alternate `--rounds`
+times over the same dynamically binarized MNIST training set, batch 128, Adam 1e-3, the same
+number of epochs. Printed: images/s of each (median over rounds), the ratio, and each model's
+test negative ELBO (test set binarized once), so that speed is never bought with quality.
+The chapter's loop is its text: a DataLoader over the image tensor, sigmoid outputs, summed BCE.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vaekit import VAE, ConvVAE
+from vaekit.data import binarize_fixed, load_dataset
+from vaekit.train import Trainer, TrainConfig
+
+
+# ---- the chapter's code (section 28.3 and 28.4), with dynamic binarization added -------------
+class ChapterVAE(nn.Module):
+    def __init__(self, input_dim, latent_dim):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(input_dim, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU())
+        self.fc_mu = nn.Linear(256, latent_dim)
+        self.fc_logvar = nn.Linear(256, latent_dim)
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(),
+                                     nn.Linear(512, input_dim), nn.Sigmoid())
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def reparameterize(self, mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decoder(self.reparameterize(mu, logvar)), mu, logvar
+
+
+class ChapterConvVAE(ChapterVAE):
+    def __init__(self, latent_dim=20):
+        nn.Module.__init__(self)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU())
+        self.fc_mu = nn.Linear(256, latent_dim)
+        self.fc_logvar = nn.Linear(256, latent_dim)
+        self.decoder_input = nn.Linear(latent_dim, 64 * 7 * 7)
+        self.decoder_net = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1), nn.Sigmoid())
+
+    def decoder(self, z):
+        return self.decoder_net(self.decoder_input(z).view(-1, 64, 7, 7))
+
+
+def vae_loss(x_recon, x, mu, logvar):
+    recon = F.binary_cross_entropy(x_recon, x, reduction="sum")
+    return recon + (-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
+
+
+def chapter_loop(model, images, epochs, flat):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    dataloader = torch.utils.data.DataLoader(images, batch_size=128, shuffle=True)
+    for _ in range(epochs):
+        for batch in dataloader:
+            x = torch.bernoulli(batch.view(batch.size(0), -1) if flat else batch)
+            x_recon, mu, logvar = model(x)
+            loss = vae_loss(x_recon, x, mu, logvar)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+# ---- measurement ------------------------------------------------------------------------------
+@torch.no_grad()
+def test_nelbo(model, test, flat, samples=4):
+    """Mean over test images of BCE + KL, one reparameterized sample, averaged over `samples` draws."""
+    model.eval()
+    total = 0.0
+    torch.manual_seed(0)
+    for _ in range(samples):
+        for i in range(0, len(test), 1000):
+            x = test[i:i + 1000]
+            x = x.view(len(x), -1) if flat else x
+            if isinstance(model, ChapterVAE):
+                total += _chapter_nelbo(model, x)
+            else:
+                total += -model.elbo(x).sum().item()
+    return total / (samples * len(test))
+
+
+def _chapter_nelbo(model, x):
+    mu, logvar = model.encode(x)
+    x_recon = model.decoder(model.reparameterize(mu, logvar)).reshape(x.shape)
+    return vae_loss(x_recon, x, mu, logvar).item()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--networks", nargs="*", default=["mlp", "conv"])
+    p.add_argument("--precision", default="fp32", help="vaekit Trainer precision (fp32, bf16, auto)")
+    p.add_argument("--compile", action="store_true", help="torch.compile vaekit's training step")
+    args = p.parse_args()
+    train = load_dataset("mnist", "train", data_dir=args.data_dir).x  # (60000, 1, 28, 28)
+    test = binarize_fixed(load_dataset("mnist", "test", data_dir=args.data_dir).x, seed=0)
+    n = args.epochs * len(train)
+    for net in args.networks:
+        flat = net == "mlp"
+        speeds = {"chapter": [], "vaekit": []}
+        quality = {}
+        for r in range(args.rounds):
+            torch.manual_seed(r)
+            chapter = ChapterVAE(784, 20) if flat else ChapterConvVAE(20)
+            t0 = time.perf_counter()
+            chapter_loop(chapter, train, args.epochs, flat)
+            speeds["chapter"].append(n / (time.perf_counter() - t0))
+            torch.manual_seed(r)
+            ours = VAE(784, 20) if flat else ConvVAE(20)
+            config = TrainConfig(epochs=args.epochs, binarize=True, progress=False, seed=r,
+                                 precision=args.precision, compile=args.compile)
+            t0 = time.perf_counter()
+            Trainer(ours, config).fit(train)
+            speeds["vaekit"].append(n / (time.perf_counter() - t0))
+            if r == 0:
+                quality = {"chapter": test_nelbo(chapter, test, flat), "vaekit": test_nelbo(ours, test, flat)}
+        med = {k: statistics.median(v) for k, v in speeds.items()}
+        row = {"network": net, "epochs": args.epochs, "rounds": args.rounds, "precision": args.precision,
+               "compile": args.compile,
+               "chapter_images_per_s": round(med["chapter"]), "vaekit_images_per_s": round(med["vaekit"]),
+               "ratio": round(med["vaekit"] / med["chapter"], 2),
+               "chapter_test_nelbo": round(quality["chapter"], 2), "vaekit_test_nelbo": round(quality["vaekit"], 2)}
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
