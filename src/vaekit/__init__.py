@@ -3,7 +3,10 @@
 __version__ = "0.1.0"
 
 from .applications import detect_anomaly
+from .applications.detector import AnomalyDetector
+from .applications import augment, denoise, psnr
 from .distributions import InputError
+from .evaluate import evaluate
 from .io import load, save_pretrained
 from .models import (
     CVAE, VAE, VQVAE, BaseVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE, HierarchicalVAE, train_prior,
@@ -15,5 +18,5 @@ from .objectives import KLWarmup, StepOutput, vae_loss
 __all__ = [
     "__version__", "VAE", "ConvVAE", "CVAE", "BaseVAE", "FlowVAE", "ConvFlowVAE", "BetaTCVAE", "VQVAE", "HierarchicalVAE",
     "VectorQuantizer", "train_prior", "Trainer", "TrainConfig", "vae_loss", "StepOutput", "KLWarmup",
-    "detect_anomaly", "load", "save_pretrained", "InputError",
+    "detect_anomaly", "AnomalyDetector", "augment", "denoise", "psnr", "evaluate", "load", "save_pretrained", "InputError",
 ]

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .distributions import InputError
+from .io import atomic_write_bytes
 
 RUN_FILE = "run.json"
 
@@ -98,7 +100,11 @@ def cmd_train(args):
     from .data import train_val_split
     from .train import Trainer, TrainConfig
 
+    rank, world = distributed.setup()
+    if world > 1 and not args.out:
+        raise InputError("Under torchrun give --out RUN_FOLDER, so that every process writes to the same run.")
     out = _choose_out(args)
+    distributed.barrier()  # every rank has checked the folder before rank 0 creates it
     if args.resume:
         saved = _run_info(out)
         if not saved:
@@ -122,20 +128,27 @@ def cmd_train(args):
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         beta=1.0 if args.model == "betatc" or args.beta is None else args.beta,
         warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, objective=args.objective, k=args.k,
-        binarize=args.binarize, patience=args.patience, seed=args.seed, progress=not args.no_progress,
-        device=args.device,
+        binarize=args.binarize, corrupt=args.corrupt or "", patience=args.patience, seed=args.seed, progress=not args.no_progress,
+        device=args.device, precision=args.precision, compile=args.compile,
+        channels_last=not args.no_channels_last,
     )
-    if args.overwrite and out.exists() and not args.resume:
-        if any(out.iterdir()) and not (out / RUN_FILE).exists():
-            raise InputError(f"{out} is not a vaekit run folder; refusing to overwrite it, choose another --out.")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {k: v for k, v in vars(args).items() if k not in ("func", "out", "resume", "overwrite")}
-    (out / RUN_FILE).write_text(json.dumps({"data": args.data, "data_dir": args.data_dir, "args": record}, indent=2))
-    lik = args.likelihood + (f" (sigma {args.sigma:g})" if args.likelihood == "gaussian" else "")
-    print(f"Training {args.model} on {data.name} ({len(train)} train / {len(val) if val else 0} val examples, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters, {lik} likelihood) into {out}")
+    if args.overwrite and out.exists() and not args.resume and any(out.iterdir()) and not (out / RUN_FILE).exists():
+        raise InputError(f"{out} is not a vaekit run folder; refusing to overwrite it, choose another --out.")
+    if rank == 0:
+        if args.overwrite and out.exists() and not args.resume:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        record = {k: v for k, v in vars(args).items() if k not in ("func", "out", "resume", "overwrite")}
+        atomic_write_bytes(out / RUN_FILE, json.dumps({"data": args.data, "data_dir": args.data_dir, "args": record},
+                                                      indent=2).encode())
+        lik = args.likelihood + (f" (sigma {args.sigma:g})" if args.likelihood == "gaussian" else "")
+        procs = f", {world} processes" if world > 1 else ""
+        print(f"Training {args.model} on {data.name} ({len(train)} train / {len(val) if val else 0} val examples, "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters, {lik} likelihood{procs}) into {out}")
+    distributed.barrier()
     history = Trainer(model, config, out).fit(train, val, resume=args.resume)
+    if rank != 0:
+        return
     last = history[-1] if history else {}
     if last:
         key = "val_loss" if "val_loss" in last else "train_loss"
@@ -317,11 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up length in epochs (default 0)")
     p.add_argument("--free-bits", type=float, default=0.0, help="free nats per latent dimension (default 0)")
     p.add_argument("--binarize", action="store_true", help="dynamic binarization of pixels (for MNIST likelihoods)")
+    p.add_argument("--corrupt", metavar="SPEC", help="denoising VAE: train on inputs corrupted by SPEC "
+                                                    "(gaussian:0.5, salt-pepper:0.2, mask:0.3) with clean targets")
     p.add_argument("--limit", type=int, help="use only the first N training examples")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share for validation (default 0.1)")
     p.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
+                   help="fp32 (default), bf16 autocast (CPU or CUDA), fp16 (CUDA), auto (bf16 where it is fast)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--no-channels-last", action="store_true", help="keep convolutions in the default memory layout")
     p.add_argument("--out", help="run folder (default runs/DATA-MODEL, numbered if it exists)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
@@ -357,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=9, help="values per dimension (default 9)")
     p.add_argument("--label", type=int, help="class to condition on (conditional models)")
     p.set_defaults(func=cmd_traverse)
+
+    from .cli_apps import add_app_parsers
+    add_app_parsers(sub)
+    from .cli_evaluate import add_evaluate_parser
+    add_evaluate_parser(sub)
+    from .cli_anomaly import add_anomaly_parser; add_anomaly_parser(sub)
     return parser
 
 

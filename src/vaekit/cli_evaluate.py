@@ -1,0 +1,102 @@
+"""`vaekit evaluate`: measure a trained model on held-out data and write evaluation.json.
+
+    vaekit evaluate runs/mnist-vae --data mnist --data-dir ../shared/data/mnist --k 5000
+    vaekit evaluate runs/digits-vae --k 100 --limit 200 --json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from .distributions import InputError
+from .evaluate import PRECISIONS
+
+EVALUATION_FILE = "evaluation.json"
+
+
+def cmd_evaluate(args) -> None:
+    from .cli import _load_data, _run_info
+    from .evaluate import evaluate, format_report
+    from .io import load
+
+    model = load(args.run)
+    run = _run_folder(Path(args.run))
+    info = _run_info(run) if run.is_dir() else {}
+    source = args.data or info.get("data")
+    if source is None:
+        raise InputError("Give --data (a data set name or file): this model folder does not say what it was trained on.")
+    data = _load_data(source, args.split, args.data_dir or info.get("data_dir"), args.limit)
+    report = evaluate(
+        model, data, k=args.k, batch_size=args.batch_size, binarize=None if args.no_binarize else "auto",
+        progress=not args.no_progress, seed=args.seed, precision=args.precision,
+    )
+    report.update({"source": str(args.run), "split": args.split})
+    path = _write(report, args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        if path is not None:
+            print(f"Wrote {path}", file=sys.stderr)
+        return
+    print(format_report(report))
+    if path is not None:
+        print(f"Wrote:\n  {'evaluation':<16} {path}")
+
+
+def _run_folder(path: Path) -> Path:
+    """The run folder of a run's `model/` folder (it holds run.json); any other path as it is."""
+    from .cli import RUN_FILE
+    from .io import CONFIG_NAME
+
+    if (path / CONFIG_NAME).exists() and (path.parent / RUN_FILE).exists():
+        return path.parent
+    return path
+
+
+def _write(report: dict, args) -> Path | None:
+    """evaluation.json into --out, else the run or model folder when it is one and writable."""
+    from .io import atomic_write_bytes
+
+    run = _run_folder(Path(args.run))
+    if args.out:
+        folder = Path(args.out)
+    elif run.is_dir() and os.access(run, os.W_OK):
+        folder = run
+    else:  # a pretrained name, or a folder this user cannot write to
+        return None
+    path = folder / EVALUATION_FILE
+    atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
+    return path
+
+
+def add_evaluate_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="measure a model on test data: NLL, ELBO, bits/dim, KL, active units",
+        description="Evaluate a trained model on held-out data: importance-sampled negative log-likelihood "
+                    "(Burda et al., k samples per example), negative ELBO, bits per dimension, reconstruction "
+                    "error, KL per latent dimension and active units, per-layer KL (hierarchical) or codebook "
+                    "perplexity (VQ-VAE), each average with its standard error. Prints a table and writes "
+                    "evaluation.json into the run folder. Bernoulli models see the test images binarized once "
+                    "with a fixed seed (the MNIST likelihood protocol).",
+    )
+    p.add_argument("run", help="a run folder (from vaekit train), a saved model folder, or a pretrained name")
+    p.add_argument("--data", help="data set name (digits, mnist, fashion-mnist) or a .npy/.npz/.csv file "
+                                  "(default: the run's own data)")
+    p.add_argument("--data-dir", help="folder holding the data files (else $VAEKIT_DATA, then the cache)")
+    p.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
+    p.add_argument("--k", type=int, default=5000,
+                   help="importance samples per example for the NLL (default 5000, the literature's; 0 skips it)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--batch-size", type=int, help="examples per pass (default: chosen for speed)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default) or bf16: decoder matrix products in bfloat16 (about 1.3x less CPU time "
+                        "on CPUs with AVX512-BF16; NLL within 0.01 nats on MNIST)")
+    p.add_argument("--no-binarize", action="store_true",
+                   help="score the data as it is (default: binarize once with a fixed seed for Bernoulli models)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    p.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
+    p.add_argument("--out", help="folder for evaluation.json (default: the run or model folder)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
