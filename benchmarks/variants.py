@@ -84,7 +84,7 @@ def main():
             recon = model.reconstruct(test[:10])
         save_image_grid(samples, out / f"{name}_samples.png", image_shape=(1, 28, 28), title=f"{name}: samples")
         save_image_grid(torch.stack([test[:10], recon.reshape(10, 1, 28, 28)]), out / f"{name}_reconstructions.png",
-                        image_shape=(1, 28, 28), title=f"{name}: test data (top), reconstructions (bottom)")
+                        image_shape=(1, 28, 28), title=f"{name}: data / reconstruction")
         model.save_pretrained(out / f"{name}_model")
         print(json.dumps(row), flush=True)
         rows.append(row)

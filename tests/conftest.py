@@ -29,3 +29,13 @@ def digits_data():
     from vaekit.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The test models are tiny: one thread beats two that wait on each other at every barrier,
+    above all on a shared CPU. Restored after the session."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

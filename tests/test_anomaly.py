@@ -19,14 +19,6 @@ from vaekit.cli import main
 from vaekit.data import load_dataset, load_image_folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits():
     d = load_digits()

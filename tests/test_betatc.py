@@ -20,15 +20,6 @@ from vaekit.models.betatc import (
 from vaekit.objectives import gaussian_kl_per_dim
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is faster than several fighting over shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     """64 digits, flattened to (64, 64) with values in [0, 1]."""

@@ -14,15 +14,6 @@ from vaekit.flows import FLOWS, IAFLayer, PlanarFlow, Reverse, build_flows
 from vaekit.models.flow import ConvFlowVAE, FlowVAE, FlowVAEConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is faster than several fighting over shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     """64 digits, flattened to (64, 64) with values in [0, 1]."""

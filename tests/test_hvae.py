@@ -21,16 +21,6 @@ def tiny(image_size=8, **kwargs) -> HierarchicalVAE:
     return HierarchicalVAE(**settings)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a shared CPU a second thread waiting
-    at every barrier makes them ten times slower; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits():
     """64 scikit-learn digits scaled to [0, 1], as (64, 1, 8, 8) images."""

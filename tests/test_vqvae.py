@@ -18,16 +18,6 @@ TINY = dict(image_size=8, channels=(16,), res_blocks=1, num_codes=16, code_dim=8
             prior_channels=16, prior_layers=3, prior_kernel=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks on a shared CPU run faster (and steadier) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits():
     """sklearn's 8x8 digits scaled to [0, 1], (256, 1, 8, 8)."""
