@@ -73,6 +73,7 @@ def test_save_load_round_trip_is_exact(kind, digits_data, tmp_path):
     assert torch.equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:The VQVAE prior has not been trained")
 @pytest.mark.parametrize("kind", sorted(SMALL))
 def test_sample_shape_and_range(kind, digits_data):
     model = SMALL[kind]().eval()

@@ -219,8 +219,9 @@ class Trainer:
             if self.rank == 0:
                 self._write_epoch(state, optimizer, gens, improved)
             if cfg.patience and state["stale"] >= cfg.patience:
-                bar.write(f"Early stopping after epoch {state['epoch']}: no validation improvement "
-                          f"for {cfg.patience} epochs.")
+                if cfg.progress and self.rank == 0:
+                    bar.write(f"Early stopping after epoch {state['epoch']}: no validation improvement "
+                              f"for {cfg.patience} epochs.")
                 break
         bar.close()
         if val is not None and best_weights is not None:

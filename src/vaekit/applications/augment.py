@@ -73,6 +73,12 @@ def _check_model(model, what="augment"):
                          f"not {type(model).__name__}.")
 
 
+def _floats(model, x) -> torch.Tensor:
+    """x as a detached tensor in the model's floating dtype (NumPy float64 arrays included)."""
+    x = torch.as_tensor(x) if not torch.is_tensor(x) else x.detach()
+    return x.to(next(model.parameters()).dtype)
+
+
 def _labels_for(y, n):
     y = torch.as_tensor(y).detach().cpu()
     if y.dim() == 0 or len(y) != n:
@@ -135,8 +141,8 @@ def _decode(model, z, y, decoded):
 
 
 def _around(model, x, y, n, temperature, decoded, seed, batch_size):
-    x = torch.as_tensor(x) if not torch.is_tensor(x) else x
-    xb = model.check_input(x.detach())  # (N, *data_shape)
+    x = _floats(model, x)
+    xb = model.check_input(x)  # (N, *data_shape)
     layout = x.shape[1:] if x.dim() > 1 and len(x) == len(xb) else xb.shape[1:]  # the caller's per-example layout
     y = None if y is None else _labels_for(y, len(xb))
     cond = getattr(model, "conditional", False)
@@ -183,7 +189,7 @@ def _per_class(model, n, temperature, decoded, seed, batch_size):
 
 
 # ---- pseudo-labels for unlabelled examples -------------------------------------------------
-def _knn_graph(z: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+def _knn_graph(z: torch.Tensor, k: int, chunk: int = 512) -> torch.Tensor:
     """Symmetric k-nearest-neighbour adjacency of the rows of z: sparse (N, N), weights 1 or 2."""
     n = len(z)
     cols = []
@@ -258,8 +264,8 @@ def pseudo_label(model, x, y, unlabelled, n_per_class: int = 1000, n_neighbours:
         raise InputError(f"alpha must lie strictly between 0 and 1, got {alpha!r}.")
     if y is None:
         raise InputError("Pseudo-labelling needs the labels y of the labelled examples.")
-    u = torch.as_tensor(unlabelled) if not torch.is_tensor(unlabelled) else unlabelled.detach()
-    xl, ub = model.check_input(torch.as_tensor(x)), model.check_input(u)
+    u = _floats(model, unlabelled)
+    xl, ub = model.check_input(_floats(model, x)), model.check_input(u)
     y = _labels_for(y, len(xl))
     if y.dim() != 1 or torch.is_floating_point(y) or y.min() < 0:
         raise InputError("Pseudo-labelling needs labels as class numbers 0, 1, 2, ... (one per example).")

@@ -32,8 +32,8 @@ def denoise(model, x, y=None, batch_size: int = 1000) -> torch.Tensor:
         raise InputError(f"{type(model).__name__} cannot reconstruct; give a vaekit model.")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    x = torch.as_tensor(x) if not torch.is_tensor(x) else x
-    xb = model.as_batch(x.detach())  # (N, *data_shape)
+    x = torch.as_tensor(x) if not torch.is_tensor(x) else x.detach()
+    xb = model.as_batch(x.to(next(model.parameters()).dtype))  # (N, *data_shape)
     if not torch.isfinite(xb).all():
         raise InputError("The input contains NaN or infinite values; clean or impute them first.")
     layout = x.shape[1:] if x.dim() > 1 and len(x) == len(xb) else xb.shape[1:]
