@@ -187,7 +187,7 @@ class Trainer:
                              f"{self.world} processes; lower --batch-size.")
         n = min(len(x), steps_per_epoch * cfg.batch_size)  # examples seen per epoch
         warmup = KLWarmup(cfg.beta, int(cfg.warmup_epochs * steps_per_epoch))
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        optimizer = _adam(model.parameters(), cfg.lr)
         state = {"epoch": 0, "step": 0, "best": math.inf, "stale": 0, "history": []}
         if resume:
             state = load_checkpoint(self.out_dir / "checkpoint", model, optimizer, gens)
@@ -318,3 +318,12 @@ def _compiled(step):
             return step(*args)
 
     return run
+
+
+def _adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch build has one for the device (same update rule)."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
