@@ -27,16 +27,18 @@ def main():
     p.add_argument("--data-dir", default=None)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="fp32", help="Trainer precision: fp32, bf16 or auto")
     args = p.parse_args()
     train = load_dataset("mnist", "train", data_dir=args.data_dir)
     test = binarize_fixed(load_dataset("mnist", "test", data_dir=args.data_dir).x, seed=0)
     torch.manual_seed(args.seed)
     model = VAE(784, 20)
     t0 = time.perf_counter()
-    Trainer(model, TrainConfig(epochs=args.epochs, binarize=True, seed=args.seed, progress=False)).fit(train)
+    Trainer(model, TrainConfig(epochs=args.epochs, binarize=True, seed=args.seed, progress=False,
+                                       precision=args.precision)).fit(train)
     seconds = time.perf_counter() - t0
     torch.manual_seed(0)
-    print(json.dumps({"benchmark": "mnist_mlp", "epochs": args.epochs, "test_nelbo": round(test_nelbo(model, test), 2),
+    print(json.dumps({"benchmark": "mnist_mlp", "epochs": args.epochs, "precision": args.precision, "test_nelbo": round(test_nelbo(model, test), 2),
                       "train_seconds": round(seconds, 1), "images_per_s": round(args.epochs * 60000 / seconds)}))
 
 

@@ -19,23 +19,13 @@ from . import distributed
 from .distributions import InputError
 from .io import atomic_write_bytes
 
-RUN_FILE = "run.json"
+from .cli_common import RUN_FILE
+from .cli_common import load_data as _load_data
+from .cli_common import run_info as _run_info
+from .cli_common import say as _say
 
 
 # ---- helpers ------------------------------------------------------------------------------
-def _say(path, what):
-    print(f"  {what:<16} {path}")
-
-
-def _load_data(source, split, data_dir, limit=None):
-    from .data import load_dataset
-
-    return load_dataset(source, split=split, data_dir=data_dir, limit=limit)
-
-
-def _run_info(run: Path) -> dict:
-    f = run / RUN_FILE
-    return json.loads(f.read_text()) if f.exists() else {}
 
 
 def _examples(args, model, n):

@@ -18,20 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_common import RUN_FILE
+from .cli_common import load_data as _load
+from .cli_common import run_info as _run_info
+from .cli_common import say as _say
 from .distributions import InputError
 
-RUN_FILE = "run.json"
+
 KIND = "anomaly"  # run.json's "command", to tell an anomaly run folder from others
-
-
-def _say(path, what):
-    print(f"  {what:<16} {path}")
-
-
-def _load(source, split, data_dir, limit):
-    from .data import load_dataset
-
-    return load_dataset(source, split=split, data_dir=data_dir, limit=limit)
 
 
 def _normal_only(data, label):
@@ -69,15 +63,6 @@ def _row_names(source, data) -> list[str] | None:
 
     path = Path(str(source)).expanduser()
     return [p.name for p in image_files(path)][:len(data)] if path.is_dir() else None
-
-
-def _run_info(folder: Path) -> dict:
-    """The run.json of an anomaly run folder, or {} where there is none (or it is unreadable)."""
-    try:
-        info = json.loads((Path(folder) / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 def _choose_out(args) -> Path:

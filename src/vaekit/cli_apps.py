@@ -14,19 +14,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cli_common import load_data as _load_data
+from .cli_common import run_info as _run_info
+from .cli_common import say as _say
 from .distributions import InputError
 
 PICTURE_COLUMNS = 10  # images per row in the pictures
 
 
-def _say(path, what):
-    print(f"  {what:<16} {path}")
-
-
 def _run_data(args, split):
     """The Dataset of --data (else the run's own data) in `split`, first --limit examples."""
-    from .cli import _load_data, _run_info
-
     info = _run_info(Path(args.run)) if Path(args.run).is_dir() else {}
     source = args.data or info.get("data")
     if source is None:
@@ -71,8 +68,6 @@ def cmd_augment(args):
     if args.unlabelled:
         if y is None:
             raise InputError("--unlabelled needs labelled --data to spread labels from; give a data set with labels.")
-        from .cli import _load_data, _run_info
-
         info = _run_info(Path(args.run)) if Path(args.run).is_dir() else {}
         unlabelled = _load_data(args.unlabelled, "train", args.data_dir or info.get("data_dir"), None).x
     x_new, y_new = augment(model, x, y, n_per_example=args.n_per_example, n_per_class=args.n_per_class,

@@ -1,0 +1,28 @@
+"""Small pieces every `vaekit` subcommand shares: printing paths, reading data and run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RUN_FILE = "run.json"
+
+
+def say(path, what: str) -> None:
+    """Print one written file: its role, then its path."""
+    print(f"  {what:<16} {path}")
+
+
+def load_data(source, split, data_dir, limit=None):
+    from .data import load_dataset
+
+    return load_dataset(source, split=split, data_dir=data_dir, limit=limit)
+
+
+def run_info(folder) -> dict:
+    """The run.json of a run folder, or {} where there is none (or it is unreadable)."""
+    try:
+        info = json.loads((Path(folder) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
