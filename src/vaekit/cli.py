@@ -21,6 +21,7 @@ from .io import atomic_write_bytes
 
 from .cli_common import RUN_FILE
 from .cli_common import load_data as _load_data
+from .cli_common import run_data
 from .cli_common import run_info as _run_info
 from .cli_common import say as _say
 
@@ -30,11 +31,7 @@ from .cli_common import say as _say
 
 def _examples(args, model, n):
     """n examples (and labels) from --data, else the data the run was trained on (test split)."""
-    info = _run_info(Path(args.run)) if Path(args.run).is_dir() else {}
-    source = args.data or info.get("data")
-    if source is None:
-        raise InputError("Give --data (a data set name or file): this model folder does not say what it was trained on.")
-    data = _load_data(source, "test", args.data_dir or info.get("data_dir"), limit=n)
+    data = run_data(args, "test", limit=n)
     return data.x, data.y
 
 

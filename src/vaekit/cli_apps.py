@@ -15,20 +15,12 @@ import numpy as np
 import torch
 
 from .cli_common import load_data as _load_data
+from .cli_common import run_data
 from .cli_common import run_info as _run_info
 from .cli_common import say as _say
 from .distributions import InputError
 
 PICTURE_COLUMNS = 10  # images per row in the pictures
-
-
-def _run_data(args, split):
-    """The Dataset of --data (else the run's own data) in `split`, first --limit examples."""
-    info = _run_info(Path(args.run)) if Path(args.run).is_dir() else {}
-    source = args.data or info.get("data")
-    if source is None:
-        raise InputError("Give --data (a data set name or file): this model folder does not say what it was trained on.")
-    return _load_data(source, split, args.data_dir or info.get("data_dir"), args.limit)
 
 
 def _image_shape(model, x=None):
@@ -60,7 +52,7 @@ def cmd_augment(args):
     model = load(args.run)
     x = y = unlabelled = None
     if args.n_per_class is None:
-        data = _run_data(args, args.split)
+        data = run_data(args, args.split, args.limit)
         x, y = data.x, data.y
     elif args.data or args.include_original or args.unlabelled:
         raise InputError("--n-per-class generates from the CVAE's prior; leave out --data, --unlabelled and "
@@ -149,7 +141,7 @@ def cmd_denoise(args):
         data = from_arrays(arr, name=path.stem)
         data = data if args.limit is None else data.subset(slice(0, args.limit))
     else:
-        data = _run_data(args, args.split)
+        data = run_data(args, args.split, args.limit)
     given, y = data.x, (data.y if getattr(model, "conditional", False) else None)
     if getattr(model, "conditional", False) and y is None:
         raise InputError("This is a conditional model: denoise labelled data with --data (a data set with labels).")

@@ -26,3 +26,14 @@ def run_info(folder) -> dict:
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def run_data(args, split: str, limit=None):
+    """The Dataset of --data, else the data the run in `args.run` was trained on, in `split`."""
+    from .distributions import InputError
+
+    info = run_info(args.run) if Path(args.run).is_dir() else {}
+    source = args.data or info.get("data")
+    if source is None:
+        raise InputError("Give --data (a data set name or file): this model folder does not say what it was trained on.")
+    return load_data(source, split, args.data_dir or info.get("data_dir"), limit)
