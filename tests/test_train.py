@@ -86,3 +86,30 @@ def test_bad_values_are_refused_before_training(digits_data):
         Trainer(small_vae(), TrainConfig(epochs=1, progress=False)).fit(x)
     with pytest.raises(vaekit.InputError, match=r"\[0, 1\]"):
         Trainer(small_vae(), TrainConfig(epochs=1, progress=False)).fit(digits_data.x * 16)
+
+
+def test_cosine_schedule_runs_from_lr_to_a_hundredth():
+    from vaekit.train import learning_rate
+
+    cfg = TrainConfig(lr=2e-3, lr_schedule="cosine")
+    rates = [learning_rate(cfg, s, 11) for s in range(11)]
+    assert rates[0] == pytest.approx(2e-3) and rates[-1] == pytest.approx(2e-5)
+    assert rates[5] == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5))
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(TrainConfig(lr=2e-3), 7, 11) == 2e-3
+    with pytest.raises(vaekit.InputError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_cosine_schedule_reaches_the_optimizer(digits_data, monkeypatch):
+    seen = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    cfg = TrainConfig(epochs=2, batch_size=100, lr=1e-3, lr_schedule="cosine", progress=False)
+    Trainer(small_vae(), cfg).fit(digits_data.subset(slice(0, 400)))
+    assert len(seen) == 8 and seen[0] == pytest.approx(1e-3) and seen[-1] == pytest.approx(1e-5)

@@ -113,6 +113,7 @@ def cmd_train(args):
                         sigma=args.sigma, **_model_options(args))
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        lr_schedule=args.lr_schedule,
         beta=1.0 if args.model == "betatc" or args.beta is None else args.beta,
         warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, objective=args.objective, k=args.k,
         binarize=args.binarize, corrupt=args.corrupt or "", patience=args.patience, seed=args.seed, progress=not args.no_progress,
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="passes over the data (default 100 for small data, 10 for MNIST)")
     p.add_argument("--batch-size", type=int, default=128, help="examples per step (default 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant (default) or cosine decay to lr/100 over the run")
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up length in epochs (default 0)")
     p.add_argument("--free-bits", type=float, default=0.0, help="free nats per latent dimension (default 0)")
     p.add_argument("--binarize", action="store_true", help="dynamic binarization of pixels (for MNIST likelihoods)")

@@ -32,6 +32,7 @@ from .objectives import KLWarmup, StepOutput, iwae_loss
 
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainConfig:
     epochs: int = 10  # passes over the training data
     batch_size: int = 128  # examples per optimizer step
     lr: float = 1e-3  # Adam learning rate
+    lr_schedule: str = "constant"  # 'constant' or 'cosine' (from lr down to lr / 100 at the last step)
     beta: float = 1.0  # weight of the KL term (beta-VAE); 1 is the ELBO
     warmup_epochs: float = 0.0  # KL warm-up: beta rises linearly from 0 over this many epochs
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
@@ -56,6 +58,8 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
 
     def __post_init__(self):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
         if self.objective not in ("elbo", "iwae"):
             raise InputError(f"Unknown objective {self.objective!r}; choose 'elbo' or 'iwae'.")
         if self.corrupt:
@@ -243,6 +247,9 @@ class Trainer:
             idx = perm[start:start + cfg.batch_size][self.rank::self.world]  # this rank's share of the batch
             xb, yb = self._batch(x, y, idx, gens["binarize"])
             optimizer.zero_grad(set_to_none=True)
+            if cfg.lr_schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, state["step"], steps * cfg.epochs)
             out = self._step_fn(xb, yb, warmup(state["step"]), gens["binarize"])
             dist.average_gradients(params)
             if cfg.grad_clip > 0:
@@ -287,6 +294,14 @@ class Trainer:
         atomic_write_bytes(out / "train_config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
         save_checkpoint(out / "checkpoint", self.model, optimizer, state, gens)
         save_loss_curve(self.history, out / "loss_curve.png")
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of `step` out of `total`: constant, or a cosine from lr to lr / 100."""
+    if cfg.lr_schedule == "constant" or total <= 1:
+        return cfg.lr
+    progress = min(step / (total - 1), 1.0)
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _accumulate(sums: dict, out: StepOutput, n: int) -> None:
