@@ -103,7 +103,7 @@ def main():
         torch.manual_seed(0)
         model = VAE(784, args.latent_dim, image_shape=(1, 28, 28))
         print(f"Training the VAE on {len(train)} unlabelled images for {args.vae_epochs} epochs ...", flush=True)
-        Trainer(model, TrainConfig(epochs=args.vae_epochs, progress=False)).fit(train.x)  # images only, no labels
+        Trainer(model, TrainConfig(epochs=args.vae_epochs, progress=False, precision="fp32")).fit(train.x)  # images only, no labels
         if args.save_vae:
             model.save_pretrained(args.save_vae)
     model.eval()

@@ -36,7 +36,8 @@ def train(kind, latent_dim, data, epochs, beta, seed, noise=""):
     torch.manual_seed(seed)
     model = make_model(kind, latent_dim)
     t0 = time.perf_counter()
-    Trainer(model, TrainConfig(epochs=epochs, beta=beta, seed=seed, corrupt=noise, progress=False)).fit(data)
+    Trainer(model, TrainConfig(epochs=epochs, beta=beta, seed=seed, corrupt=noise, progress=False,
+                                      precision="fp32")).fit(data)
     print(f"  trained {'denoising VAE (' + noise + ')' if noise else 'plain VAE'} in {time.perf_counter() - t0:.0f} s",
           flush=True)
     return model.eval()

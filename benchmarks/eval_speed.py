@@ -97,7 +97,8 @@ def get_model(args):
     train = load_dataset("mnist", "train", data_dir=args.data_dir)
     torch.manual_seed(args.seed)
     model = VAE(784, 20)
-    Trainer(model, TrainConfig(epochs=args.epochs, binarize=True, seed=args.seed, progress=False)).fit(train)
+    Trainer(model, TrainConfig(epochs=args.epochs, binarize=True, seed=args.seed, progress=False,
+                                       precision="fp32")).fit(train)
     if args.save:
         model.save_pretrained(args.save)
     return model.eval()

@@ -61,7 +61,7 @@ def main():
         epochs = overrides.get(name, epochs)
         torch.manual_seed(0)
         model = build_model(family, (1, 28, 28), 10, 20, "bernoulli", **options)
-        config = TrainConfig(epochs=epochs, binarize=True, progress=False, **train_options)
+        config = TrainConfig(epochs=epochs, binarize=True, progress=False, precision="fp32", **train_options)
         t0 = time.perf_counter()
         Trainer(model, config).fit(train)
         seconds = time.perf_counter() - t0

@@ -120,6 +120,7 @@ def cmd_train(args):
         device=args.device, precision=args.precision, compile=args.compile,
         channels_last=not args.no_channels_last,
     )
+    trainer = Trainer(model, config, out)
     if args.overwrite and out.exists() and not args.resume and any(out.iterdir()) and not (out / RUN_FILE).exists():
         raise InputError(f"{out} is not a vaekit run folder; refusing to overwrite it, choose another --out.")
     if rank == 0:
@@ -132,9 +133,10 @@ def cmd_train(args):
         lik = args.likelihood + (f" (sigma {args.sigma:g})" if args.likelihood == "gaussian" else "")
         procs = f", {world} processes" if world > 1 else ""
         print(f"Training {args.model} on {data.name} ({len(train)} train / {len(val) if val else 0} val examples, "
-              f"{sum(p.numel() for p in model.parameters()):,} parameters, {lik} likelihood{procs}) into {out}")
+              f"{sum(p.numel() for p in model.parameters()):,} parameters, {lik} likelihood, "
+              f"{trainer.precision}{procs}) into {out}")
     distributed.barrier()
-    history = Trainer(model, config, out).fit(train, val, resume=args.resume)
+    history = trainer.fit(train, val, resume=args.resume)
     if rank != 0:
         return
     last = history[-1] if history else {}
@@ -327,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="fp32",
-                   help="fp32 (default), bf16 autocast (CPU or CUDA), fp16 (CUDA), auto (bf16 where it is fast)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default="auto",
+                   help="auto (default: bf16 autocast on CPUs with native bf16 and on CUDA, else fp32), fp32, "
+                        "bf16, fp16 (CUDA)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--no-channels-last", action="store_true", help="keep convolutions in the default memory layout")
     p.add_argument("--out", help="run folder (default runs/DATA-MODEL, numbered if it exists)")

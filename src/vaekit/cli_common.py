@@ -20,7 +20,11 @@ def load_data(source, split, data_dir, limit=None):
 
 
 def run_info(folder) -> dict:
-    """The run.json of a run folder, or {} where there is none (or it is unreadable)."""
+    """The run.json of a run folder or pretrained name, or {} where there is none (or it is unreadable)."""
+    from .io import PRETRAINED_DIR
+
+    if not Path(folder).exists() and (PRETRAINED_DIR / str(folder)).is_dir():
+        folder = PRETRAINED_DIR / str(folder)
     try:
         info = json.loads((Path(folder) / RUN_FILE).read_text())
     except (OSError, ValueError):
@@ -32,7 +36,7 @@ def run_data(args, split: str, limit=None):
     """The Dataset of --data, else the data the run in `args.run` was trained on, in `split`."""
     from .distributions import InputError
 
-    info = run_info(args.run) if Path(args.run).is_dir() else {}
+    info = run_info(args.run)
     source = args.data or info.get("data")
     if source is None:
         raise InputError("Give --data (a data set name or file): this model folder does not say what it was trained on.")

@@ -52,7 +52,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the gradient norm to this value (0: no clipping)
     seed: int = 0  # seeds the weights' noise, shuffling and binarization
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda', ...
-    precision: str = "fp32"  # 'fp32', 'bf16' (autocast, fp32 weights and loss reductions), 'fp16' (CUDA), 'auto'
+    precision: str = "auto"  # 'auto' (bf16 where fast), 'fp32', 'bf16' (autocast; fp32 weights and losses), 'fp16' (CUDA)
     channels_last: bool = True  # channels-last memory layout for image models (faster convolutions)
     compile: bool = False  # torch.compile the training step (falls back to eager if it fails)
     progress: bool = True  # show a progress bar

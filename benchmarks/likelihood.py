@@ -1,0 +1,165 @@
+"""The MNIST likelihood table: importance-sampled test NLL (k = 5000) of the benchmark models.
+
+    python benchmarks/likelihood.py --data-dir ../shared/data/mnist --train --export --write-results
+    python benchmarks/likelihood.py --data-dir ../shared/data/mnist                  # re-check the shipped weights
+    python benchmarks/likelihood.py --data-dir ../shared/data/mnist --only mnist-mlp --limit 1000
+
+Each row of TABLE is one `vaekit train` command on dynamically binarized MNIST (all 60,000
+training images, pixels resampled every epoch, Adam with a cosine learning rate, bf16 autocast).
+--train runs the commands whose run folder (RUNS/NAME) is missing; without it the rows are read
+from RUNS/NAME, else from the weights shipped with vaekit (vaekit.load(NAME)). Each model is then
+evaluated with vaekit.evaluate on the test set binarized once with seed 0 (Burda et al.): k = 5000,
+all 10,000 images unless the row (or --limit) says fewer. --export writes the trained weights
+into src/vaekit/pretrained/NAME with a results.json; --write-results replaces the table section
+of benchmarks/RESULTS.md. Prints one JSON line per model, then the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import vaekit
+from vaekit.io import PRETRAINED_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+START, END = "<!-- likelihood-table:start -->", "<!-- likelihood-table:end -->"
+COMMON = ["--data", "mnist", "--binarize", "--val-fraction", "0", "--precision", "bf16", "--lr-schedule", "cosine"]
+
+# name: (vaekit train options, test images evaluated (None: all), target NLL, anchor)
+TABLE = {
+    "mnist-mlp": (["--model", "vae", "--epochs", "500"], None, 86.5,
+                  "IWAE paper, 1-layer VAE: 86.76"),
+    "mnist-iwae": (["--model", "vae", "--objective", "iwae", "--k", "50", "--epochs", "40"], None, 85.0,
+                   "IWAE paper, 1-layer IWAE k=50: 84.78"),
+    "mnist-best": (["--model", "hvae", "--epochs", "15"], 1000, 80.0,
+                   "IWAE 2-layer 82.90; Ladder VAE 81.74; IAF 79.10; NVAE 78.01"),
+}
+
+
+def train_command(name: str, runs: Path, data_dir: str | None) -> list[str]:
+    options, *_ = TABLE[name]
+    data = ["--data-dir", data_dir] if data_dir else []
+    return ["vaekit", "train", *COMMON, *data, *options, "--no-progress", "--out", str(runs / name)]
+
+
+def training_seconds(run: Path) -> float | None:
+    """Sum of the epoch times in a run's metrics.jsonl."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return None
+    return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip())
+
+
+def source_of(name: str, runs: Path):
+    """(model folder or pretrained name, training seconds) of a row."""
+    run = runs / name
+    if (run / "model").exists():
+        return run, training_seconds(run)
+    if (PRETRAINED_DIR / name).exists():
+        saved = PRETRAINED_DIR / name / "results.json"
+        seconds = json.loads(saved.read_text()).get("train_seconds") if saved.exists() else None
+        return name, seconds
+    return None, None
+
+
+CHECK = {"images": 20, "k": 100}  # a quick re-check of the shipped weights that the tests repeat
+
+
+def export(name: str, model, result: dict, data_dir) -> None:
+    """Write the model, its measured row, the run's data name and a quick check into src/vaekit/pretrained/NAME."""
+    folder = ROOT / "src" / "vaekit" / "pretrained" / name
+    model.save_pretrained(folder)
+    check = vaekit.evaluate(model, "mnist", k=CHECK["k"], limit=CHECK["images"], data_dir=data_dir, progress=False)
+    result = {**result, "check": {**CHECK, "nll": check["nll"], "nelbo": check["nelbo"]}}
+    (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    (folder / "run.json").write_text(json.dumps({"data": "mnist"}) + "\n")
+
+
+def table_markdown(rows: list[dict]) -> str:
+    head = ("| name | model | NLL (nats) | test images | -ELBO | active units | target | reached | "
+            "training time | eval time | anchors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = []
+    for r in rows:
+        train = f"{r['train_seconds'] / 60:.0f} min" if r.get("train_seconds") else "?"
+        lines.append(
+            f"| {r['name']} | {r['model']} | {r['nll']:.2f} ± {r['nll_se']:.2f} | {r['n']} | {r['nelbo']:.2f} | "
+            f"{r.get('active_units', '-')} | <= {r['target']} | {'yes' if r['nll'] <= r['target'] else 'no'} | "
+            f"{train} | {r['eval_seconds']:.0f} s | {r['anchor']} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[dict], commands: dict) -> None:
+    text = RESULTS.read_text()
+    body = [START, "", table_markdown(rows), "Training commands (run from the repository root):", ""]
+    body += [f"    {' '.join(commands[r['name']])}" for r in rows]
+    body += ["", END]
+    block = "\n".join(body)
+    if START in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## The MNIST likelihood table (evaluation issue)\n\n" + block + "\n"
+    tmp = RESULTS.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(RESULTS)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files")
+    p.add_argument("--runs", default="runs/table", help="run folders of the table's models")
+    p.add_argument("--only", nargs="*", choices=list(TABLE), help="rows to run (default all)")
+    p.add_argument("--train", action="store_true", help="train the rows whose run folder is missing")
+    p.add_argument("--k", type=int, default=5000, help="importance samples (default 5000)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N test images (overrides the rows)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="evaluation precision")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--export", action="store_true", help="write the weights into src/vaekit/pretrained")
+    p.add_argument("--write-results", action="store_true", help="replace the table in benchmarks/RESULTS.md")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    runs = Path(args.runs)
+    names = args.only or list(TABLE)
+    commands = {name: train_command(name, runs, args.data_dir) for name in TABLE}
+    rows = []
+    for name in names:
+        options, limit, target, anchor = TABLE[name]
+        source, train_seconds = source_of(name, runs)
+        if source is None or (args.train and not isinstance(source, Path)):
+            if not args.train:
+                sys.exit(f"{runs / name} does not exist and no pretrained {name} is shipped; pass --train.")
+            cmd = commands[name]
+            print("$", " ".join(cmd), flush=True)
+            shutil.rmtree(runs / name, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "vaekit", *cmd[1:]], check=True)
+            source, train_seconds = runs / name, training_seconds(runs / name)
+        model = vaekit.load(source)
+        limit = args.limit or limit
+        start = time.perf_counter()
+        report = vaekit.evaluate(model, "mnist", k=args.k, limit=limit, data_dir=args.data_dir,
+                                 precision=args.precision, progress=False)
+        row = {"name": name, "model": type(model).__name__, "n": report["n"], "k": args.k,
+               "nll": report["nll"], "nll_se": report["nll_se"], "nelbo": report["nelbo"],
+               "active_units": report.get("active_units"), "target": target, "anchor": anchor,
+               "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start,
+               "precision": args.precision, "command": " ".join(commands[name])}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        if args.export:
+            export(name, model, row, args.data_dir)
+    print(table_markdown(rows))
+    if args.write_results:
+        write_results(rows, commands)
+
+
+if __name__ == "__main__":
+    main()
