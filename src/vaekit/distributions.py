@@ -29,6 +29,12 @@ def standard_normal(shape: tuple[int, ...], like: torch.Tensor) -> Independent:
     return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """t in float32 if it is a half-precision (bf16/fp16) tensor: densities are summed over many
+    values, and half-precision sums lose whole nats."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 class Likelihood(nn.Module):
     """Maps decoder output of shape (B, params_per_value * D...) to a distribution over x."""
 
@@ -37,6 +43,10 @@ class Likelihood(nn.Module):
 
     def forward(self, params: torch.Tensor, event_dims: int) -> Distribution:
         raise NotImplementedError
+
+    def __call__(self, params: torch.Tensor, event_dims: int) -> Distribution:
+        """The distribution, in float32 even when the decoder ran under bf16/fp16 autocast."""
+        return super().__call__(full_precision(params), event_dims)
 
     def mean(self, params: torch.Tensor, event_dims: int) -> torch.Tensor:
         """The distribution's mean in data space: what `decode` returns."""

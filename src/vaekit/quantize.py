@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .distributions import InputError
+from .distributions import InputError, full_precision
 
 
 class Quantized(NamedTuple):
@@ -142,6 +142,7 @@ class VectorQuantizer(nn.Module):
         if self.training and not self.initialized:
             self._kmeans_init(flat)
 
+        z = full_precision(z)  # the costs are sums of squares: float32 even under autocast
         indices = self.assign(z)  # (B, ...)
         q = self.lookup(indices)  # (B, ..., D)
         per_example = tuple(range(1, z.dim()))

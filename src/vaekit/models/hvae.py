@@ -36,7 +36,7 @@ import torch.nn as nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..cells import Downsample, Upsample, residual_stack, scaled_init
-from ..distributions import InputError
+from ..distributions import InputError, full_precision
 from ..nets import padded_size
 from ..objectives import StepOutput, free_bits_kl
 from .base import BaseVAE, register
@@ -50,7 +50,9 @@ def soft_clamp(x: torch.Tensor, bound: float = LOG_SCALE_BOUND) -> torch.Tensor:
 
 
 def gaussian_map(mu: torch.Tensor, log_sigma: torch.Tensor) -> Independent:
-    """Diagonal Gaussian over latent maps of shape (B, C, h, w); the last three dims are the event."""
+    """Diagonal Gaussian over latent maps of shape (B, C, h, w); the last three dims are the event.
+    Float32 even under autocast: its log-densities and KLs are sums over hundreds of values."""
+    mu, log_sigma = full_precision(mu), full_precision(log_sigma)
     return Independent(Normal(mu, log_sigma.exp()), 3)
 
 
