@@ -290,11 +290,10 @@ class GaussianLogWeights:
         if self.mlp is not None:
             inputs = model.decoder_input(z.reshape(b * c, -1), labels)  # (B * c, in)
             if self.mlp.prune:  # one example's samples at a time: they share active units
-                params = torch.stack([self.mlp(rows) for rows in inputs.reshape(b, c, -1)])
-            else:
-                params = self.mlp(inputs)
-            params = params.reshape(b, c, -1)  # (B, c, decoder outputs)
-            return self._log_px(params, x.unsqueeze(1), binary)
+                rows = inputs.reshape(b, c, -1)
+                return torch.stack([self._log_px(self.mlp(rows[j]), x[j].flatten(), binary, 1) for j in range(b)])
+            params = self.mlp(inputs).reshape(b, c, -1)  # (B, c, decoder outputs), flat
+            return self._log_px(params, x.flatten(1).unsqueeze(1), binary, 1)
         flat = z.reshape(b * c, -1)  # example-major rows: row j * c + s
         if self.precision == "bf16":
             with torch.autocast(flat.device.type, dtype=torch.bfloat16):
@@ -305,10 +304,11 @@ class GaussianLogWeights:
         params = params.reshape(b, c, *params.shape[1:])
         return self._log_px(params, x.unsqueeze(1), binary)
 
-    def _log_px(self, params, x, binary):
+    def _log_px(self, params, x, binary, event_dims=None):
+        event_dims = event_dims or self.event_dims
         if binary:
-            return _bernoulli_log_prob(params, x, self.event_dims)
-        return self.model.lik(params, self.event_dims).log_prob(x)
+            return _bernoulli_log_prob(params, x, event_dims)
+        return self.model.lik(params, event_dims).log_prob(x)
 
 
 class _StreamingLogMeanExp:
