@@ -77,7 +77,7 @@ def main():
             dvaes[spec] = train(args.model, args.latent_dim, train_data, args.epochs, args.beta, args.seed, spec)
     seconds = time.perf_counter() - t0
 
-    rows, results, picture_rows, labels = [], {}, [], []
+    results, picture_rows, labels = {}, [], []
     for noise in noises:
         noisy = corrupt(clean, noise, torch.Generator().manual_seed(0))
         dvae = dvaes[noise if args.dvae_noise == "matched" else args.dvae_noise]

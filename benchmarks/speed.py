@@ -133,7 +133,7 @@ def peak_gflops(dtype, size=2048, repeats=5) -> float:
 
 def nll_seconds(model, test, images, k=5000) -> float:
     """Seconds of the importance-sampled NLL (k samples) over `images` test images."""
-    from vaekit.evaluate import importance_log_likelihood
+    from vaekit.importance import importance_log_likelihood
 
     t0 = time.perf_counter()
     importance_log_likelihood(model, test[:images].reshape(images, -1), k=k)

@@ -14,7 +14,8 @@ import torch.nn as nn
 
 from vaekit import VAE, InputError, evaluate, load
 from vaekit.cli import main
-from vaekit.evaluate import GaussianLogWeights, PrunedMLP, format_report, importance_log_likelihood, relu_mlp_layers
+from vaekit.evaluate import format_report
+from vaekit.importance import GaussianLogWeights, PrunedMLP, importance_log_likelihood, relu_mlp_layers
 from vaekit.models.base import BaseVAE
 
 D, L, SIGMA = 6, 2, 0.5

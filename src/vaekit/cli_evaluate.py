@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .distributions import InputError
-from .evaluate import PRECISIONS
+from .importance import PRECISIONS
 
 EVALUATION_FILE = "evaluation.json"
 
