@@ -87,3 +87,21 @@ def test_saved_files_have_ordinary_permissions(saved):
     os.umask(mask)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask
     assert stat.S_IMODE((folder / "config.json").stat().st_mode) == 0o666 & ~mask
+
+
+def test_saved_files_have_ordinary_permissions(tmp_path):
+    """Temporary files are private while written; what is saved is readable like any other file."""
+    import os
+
+    from vaekit.checkpoint import save_checkpoint
+
+    mask = os.umask(0o022)
+    try:
+        model = vaekit.VAE(8, 2, hidden_dims=(4,))
+        model.save_pretrained(tmp_path / "m")
+        optimizer = torch.optim.Adam(model.parameters())
+        save_checkpoint(tmp_path / "ckpt", model, optimizer, {"epoch": 1}, {})
+    finally:
+        os.umask(mask)
+    for path in [*(tmp_path / "m").iterdir(), *(tmp_path / "ckpt").iterdir()]:
+        assert path.stat().st_mode & 0o777 == 0o644, path

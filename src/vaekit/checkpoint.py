@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .distributions import InputError
-from .io import atomic_dir
+from .io import atomic_dir, save_tensors
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -51,7 +51,7 @@ def save_checkpoint(folder, model, optimizer, counters: dict, generators: dict[s
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     with atomic_dir(folder) as tmp:
-        save_file(tensors, str(tmp / "state.safetensors"))
+        save_tensors(tensors, tmp / "state.safetensors")
         (tmp / "state.json").write_text(json.dumps({"optimizer": opt_meta, "counters": counters}, indent=1))
 
 

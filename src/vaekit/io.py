@@ -77,8 +77,14 @@ def save_pretrained(model, folder) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_dir(folder) as tmp:
         (tmp / CONFIG_NAME).write_text(json.dumps(model_config(model), indent=2) + "\n")
-        save_file(state, str(tmp / WEIGHTS_NAME))
+        save_tensors(state, tmp / WEIGHTS_NAME)
     return Path(folder)
+
+
+def save_tensors(tensors: dict, path) -> None:
+    """safetensors.save_file with ordinary file permissions (it creates the file private)."""
+    save_file(tensors, str(path))
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def resolve_model_folder(path) -> Path:
