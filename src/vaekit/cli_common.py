@@ -20,11 +20,15 @@ def load_data(source, split, data_dir, limit=None):
 
 
 def run_info(folder) -> dict:
-    """The run.json of a run folder or pretrained name, or {} where there is none (or it is unreadable)."""
-    from .io import PRETRAINED_DIR
+    """The run.json of a run folder, its `model/` folder or a pretrained name, or {} where there is
+    none (or it is unreadable)."""
+    from .io import CONFIG_NAME, pretrained_folder
 
-    if not Path(folder).exists() and (PRETRAINED_DIR / str(folder)).is_dir():
-        folder = PRETRAINED_DIR / str(folder)
+    if not Path(folder).exists() and pretrained_folder(folder) is not None:
+        folder = pretrained_folder(folder)
+    folder = Path(folder)
+    if (folder / CONFIG_NAME).exists() and not (folder / RUN_FILE).exists():
+        folder = folder.parent  # a run's model/ folder: run.json sits beside it
     try:
         info = json.loads((Path(folder) / RUN_FILE).read_text())
     except (OSError, ValueError):

@@ -11,24 +11,18 @@ import os
 import sys
 from pathlib import Path
 
-from .distributions import InputError
 from .importance import PRECISIONS
 
 EVALUATION_FILE = "evaluation.json"
 
 
 def cmd_evaluate(args) -> None:
-    from .cli import _load_data, _run_info
+    from .cli_common import run_data
     from .evaluate import evaluate, format_report
     from .io import load
 
     model = load(args.run)
-    run = _run_folder(Path(args.run))
-    info = _run_info(run) if run.is_dir() else {}
-    source = args.data or info.get("data")
-    if source is None:
-        raise InputError("Give --data (a data set name or file): this model folder does not say what it was trained on.")
-    data = _load_data(source, args.split, args.data_dir or info.get("data_dir"), args.limit)
+    data = run_data(args, args.split, args.limit)
     report = evaluate(
         model, data, k=args.k, batch_size=args.batch_size, binarize=None if args.no_binarize else "auto",
         progress=not args.no_progress, seed=args.seed, precision=args.precision,

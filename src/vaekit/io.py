@@ -21,6 +21,7 @@ from .distributions import InputError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+ALIASES_NAME = "aliases.json"
 
 
 def _umask() -> int:
@@ -87,15 +88,36 @@ def save_tensors(tensors: dict, path) -> None:
     os.chmod(path, 0o666 & ~_umask())
 
 
+def pretrained_aliases() -> dict[str, str]:
+    """Names that stand for a shipped model, e.g. {"mnist-best": "mnist-mlp"} (pretrained/aliases.json)."""
+    try:
+        return json.loads((PRETRAINED_DIR / ALIASES_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def pretrained_names() -> list[str]:
+    """Every name vaekit.load accepts for shipped weights, aliases included."""
+    names = [d.name for d in PRETRAINED_DIR.iterdir() if d.is_dir()] if PRETRAINED_DIR.is_dir() else []
+    return sorted(names + list(pretrained_aliases()))
+
+
+def pretrained_folder(name) -> Path | None:
+    """The folder of shipped weights called `name` (directly or through an alias), else None."""
+    name = pretrained_aliases().get(str(name), str(name))
+    folder = PRETRAINED_DIR / name
+    return folder if name and folder.is_dir() else None
+
+
 def resolve_model_folder(path) -> Path:
     """A model folder from a model folder, a run folder (its `model/`) or a pretrained name."""
     p = Path(path)
-    if not p.exists() and (PRETRAINED_DIR / str(path)).is_dir():
-        return PRETRAINED_DIR / str(path)
+    if not p.exists() and pretrained_folder(path) is not None:
+        return pretrained_folder(path)
     if (p / "model" / CONFIG_NAME).exists():
         return p / "model"
     if not p.exists():
-        names = sorted(d.name for d in PRETRAINED_DIR.iterdir()) if PRETRAINED_DIR.is_dir() else []
+        names = pretrained_names()
         hint = f" or a pretrained name ({', '.join(names)})" if names else ""
         raise InputError(f"No model at {path}: give a folder written by save_pretrained, a run folder{hint}.")
     if not (p / CONFIG_NAME).exists():
