@@ -174,6 +174,10 @@ def test_pruned_mlp_equals_the_decoder():
         full = model.decoder(z)
         assert torch.allclose(PrunedMLP(relu_mlp_layers(model))(z), full, atol=1e-5)
         assert torch.allclose(PrunedMLP(relu_mlp_layers(model), "bf16")(z), full, atol=0.1)
+        unpruned = PrunedMLP(relu_mlp_layers(model), "bf16", prune=False)(z)
+        assert torch.allclose(PrunedMLP(relu_mlp_layers(model), "bf16")(z), unpruned, atol=1e-2)
+        h = model.decoder[:2](z)
+        assert (h.amax(0) <= 0).any()  # some units are inactive on every row: pruning had work to skip
 
 
 def test_generic_path_is_batching_invariant_within_noise(digits_data):
