@@ -303,6 +303,17 @@ def test_binarization():
     assert (binarize_fixed(torch.rand(20000)).mean() - 0.5).abs() < 0.02  # P(1) = value
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         dynamic_binarize(x * 2)
+    p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).repeat(40000, 1)  # (40000, 5): P(1) is each column's value
+    assert torch.allclose(dynamic_binarize(p).mean(0), p[0], atol=0.01)
+    assert torch.equal(dynamic_binarize(p[:, [0, 4]]), p[:, [0, 4]])  # 0 and 1 are kept exactly
+
+
+def test_trainer_refuses_to_binarize_values_outside_0_1():
+    from vaekit import VAE
+    from vaekit.train import TrainConfig, Trainer
+
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        Trainer(VAE(4, 2), TrainConfig(epochs=1, binarize=True, progress=False)).fit(torch.rand(16, 4) * 3)
 
 
 def test_train_val_split_sizes_disjoint_reproducible(digits_data):

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corruption import corrupt, parse_corruption
+from .data import check_probabilities, dynamic_binarize
 from . import distributed as dist
 from .distributions import InputError
 from .io import atomic_write_bytes, load
@@ -144,7 +145,7 @@ class Trainer:
     def _batch(self, x, y, idx, binarize_gen):
         xb = x[idx]
         if self.config.binarize:
-            xb = torch.bernoulli(xb, generator=binarize_gen)
+            xb = dynamic_binarize(xb, binarize_gen, check=False)  # checked once in _prepare
         return xb, (y[idx] if y is not None else None)
 
     def _prepare(self, train, val):
@@ -163,11 +164,13 @@ class Trainer:
             return x, (y.to(self.device) if y is not None else None)
 
         x, y = place(train)
+        if cfg.binarize:
+            check_probabilities(x)
         xv = yv = None
         if val is not None:
             xv, yv = place(val)
             if cfg.binarize:  # the validation set is binarized once, like a test set
-                xv = torch.bernoulli(xv, generator=torch.Generator(device=xv.device).manual_seed(cfg.seed + 2))
+                xv = dynamic_binarize(xv, torch.Generator(device=xv.device).manual_seed(cfg.seed + 2))
         if getattr(model.config, "dataset_size", 0) is None:
             model.config.dataset_size = len(x)  # beta-TC-VAE's N in its estimate of q(z)
         if cfg.compile:
