@@ -256,6 +256,25 @@ def test_bf16_decoding_stays_close(ppca, digits_data):
         evaluate(model, x, precision="fp16", progress=False)
 
 
+def test_hierarchical_bf16_and_channels_last_stay_close(digits_data):
+    from vaekit import HierarchicalVAE
+    from vaekit.data import binarize_fixed
+
+    torch.manual_seed(0)
+    model = HierarchicalVAE(image_size=8, groups_per_scale=(1, 1), latent_channels=2, hidden_channels=8).eval()
+    x = binarize_fixed(digits_data.x[:6], seed=0)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        before = model.elbo(x)
+    fp32, _ = importance_log_likelihood(model, x, k=64, seed=1)  # converts the model to channels-last
+    bf16, _ = importance_log_likelihood(model, x, k=64, seed=1, precision="bf16")
+    assert torch.allclose(fp32, bf16, atol=0.05) and not torch.equal(fp32, bf16)
+    assert model.stem[1].weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():  # the layout changed, the function did not
+        torch.manual_seed(0)
+        assert torch.allclose(model.elbo(x), before, atol=1e-4)
+
+
 def test_conditional_model_uses_labels(digits_data):
     from vaekit import CVAE
 

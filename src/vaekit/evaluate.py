@@ -74,7 +74,7 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
     limit:      evaluate only the first `limit` examples.
     seed:       seeds the importance samples (each example has its own random stream, so the
                 result does not depend on batch_size or chunk for Gaussian-posterior models).
-    precision:  'fp32' (default) or 'bf16' (decoder matrix products in bfloat16).
+    precision:  'fp32' (default) or 'bf16' (the networks in bfloat16, densities in float32).
     chunk:      importance samples per decoder pass (default: chosen from batch_size).
     """
     from .models import VQVAE, BaseVAE
