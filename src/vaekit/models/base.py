@@ -153,8 +153,9 @@ class BaseVAE(nn.Module):
         """decode(posterior mean): the model's deterministic reconstruction of x."""
         return self.decode(self.encode(x, y)[0], y)
 
+    @torch.no_grad()
     def sample(self, n: int, y=None) -> torch.Tensor:
-        """n new examples: decode z ~ p(z)."""
+        """n new examples: decode z ~ p(z) (no gradient; `decode` is the differentiable path)."""
         z = self.prior().sample((n,))
         return self.decode(z, y)
 

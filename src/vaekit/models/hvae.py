@@ -292,6 +292,7 @@ class HierarchicalVAE(BaseVAE):
         recon = self.lik.mean(params, len(self.data_shape))
         return recon[0] if single else recon
 
+    @torch.no_grad()
     def sample(self, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
         """n new images by ancestral sampling from the top (likelihood mean, like decode).
 
