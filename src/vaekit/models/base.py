@@ -25,6 +25,18 @@ def register(cls):
     return cls
 
 
+class ImageShape:
+    """`data_shape` and `image_shape` of a model for images: (in_channels, *image_size) of its config."""
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return (self.config.in_channels, *self.config.image_size)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.data_shape
+
+
 class BaseVAE(nn.Module):
     """A VAE with a diagonal Gaussian posterior, a N(0, I) prior and a chosen likelihood."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from ..nets import ConvDecoder, ConvEncoder
-from .base import BaseVAE, register
+from .base import BaseVAE, ImageShape, register
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ConvVAEConfig:
 
 
 @register
-class ConvVAE(BaseVAE):
+class ConvVAE(ImageShape, BaseVAE):
     """ConvVAE(latent_dim=20): Conv(32)-Conv(64)-FC(256) encoder and its transposed mirror."""
 
     model_type = "conv"
@@ -42,10 +42,3 @@ class ConvVAE(BaseVAE):
         out_channels = self.lik.params_per_value * config.in_channels
         self.decoder = ConvDecoder(config.latent_dim, out_channels, config.image_size, config.channels)
 
-    @property
-    def data_shape(self):
-        return (self.config.in_channels, *self.config.image_size)
-
-    @property
-    def image_shape(self):
-        return self.data_shape

@@ -39,7 +39,7 @@ from ..cells import Downsample, Upsample, residual_stack, scaled_init
 from ..distributions import InputError, full_precision
 from ..nets import padded_size
 from ..objectives import StepOutput, free_bits_kl
-from .base import BaseVAE, register
+from .base import BaseVAE, ImageShape, register
 
 LOG_SCALE_BOUND = 5.0  # log standard deviations of every latent Gaussian stay within (-5, 5)
 
@@ -115,7 +115,7 @@ class TopDownGroup(nn.Module):
 
 
 @register
-class HierarchicalVAE(BaseVAE):
+class HierarchicalVAE(ImageShape, BaseVAE):
     """HierarchicalVAE(groups_per_scale=(2, 2), hidden_channels=32, ...): spatial latent groups
     at several scales, a bottom-up encoder and a shared top-down prior/posterior path."""
 
@@ -152,14 +152,6 @@ class HierarchicalVAE(BaseVAE):
         self.head = nn.Sequential(nn.SiLU(), nn.Conv2d(ch, 4 * out, 3, padding=1), nn.PixelShuffle(2))  # (B, out, H, W)
 
     # ---- shapes ----------------------------------------------------------------------------
-    @property
-    def data_shape(self):
-        return (self.config.in_channels, *self.config.image_size)
-
-    @property
-    def image_shape(self):
-        return self.data_shape
-
     @property
     def num_layers(self) -> int:
         """Number of latent groups L."""

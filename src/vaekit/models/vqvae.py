@@ -37,7 +37,7 @@ from ..distributions import InputError, make_likelihood
 from ..nets import padded_size
 from ..objectives import StepOutput
 from ..quantize import Quantized, VectorQuantizer, usage_stats
-from .base import BaseVAE, register
+from .base import BaseVAE, ImageShape, register
 from .pixelcnn import PixelCNN
 
 
@@ -107,7 +107,7 @@ def conv_decoder(code_dim: int, channels: tuple[int, ...], res_blocks: int, out_
 
 
 @register
-class VQVAE(nn.Module):
+class VQVAE(ImageShape, nn.Module):
     """VQVAE(num_codes=128): conv encoder -> vector quantizer -> conv decoder, with a PixelCNN prior.
 
     For 28x28 images and the default two stride-2 levels the code grid is 7x7. Sides that are not
@@ -136,15 +136,6 @@ class VQVAE(nn.Module):
         self.prior_net = PixelCNN(config.num_codes, config.prior_channels, config.prior_layers, config.prior_kernel)
         # Set by train_prior; sample() warns while the prior is still untrained.
         self.register_buffer("prior_fitted", torch.tensor(False))
-
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        """Shape of one example: (C, H, W)."""
-        return (self.config.in_channels, *self.config.image_size)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return self.data_shape
 
     # ---- encoder, quantizer, decoder ---------------------------------------------------------
     def encoder_output(self, x) -> torch.Tensor:
