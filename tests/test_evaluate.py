@@ -180,6 +180,21 @@ def test_pruned_mlp_equals_the_decoder():
         assert (h.amax(0) <= 0).any()  # some units are inactive on every row: pruning had work to skip
 
 
+def test_subnormals_are_flushed_only_while_scoring():
+    torch.manual_seed(0)
+    model = VAE(30, 4, hidden_dims=(16,)).eval()
+    x = torch.zeros(3, 30)
+    scores = []
+    for bias in (-80.0, -200.0):  # sure pixels: exp(-80) is a normal float32, exp(-200) a subnormal or zero
+        with torch.no_grad():
+            model.decoder[-1].weight.zero_()
+            model.decoder[-1].bias.fill_(bias)
+        scores.append(importance_log_likelihood(model, x, k=50, seed=3)[0])
+    assert torch.allclose(scores[0], scores[1], atol=1e-6)  # what the pixels add is below 1e-30 either way
+    tiny = torch.tensor(1e-40)
+    assert (tiny * 1.0).item() != 0.0  # subnormals are back to normal arithmetic afterwards
+
+
 def test_generic_path_is_batching_invariant_within_noise(digits_data):
     from vaekit import FlowVAE
 
