@@ -173,14 +173,15 @@ def test_pruned_mlp_equals_the_decoder():
     with torch.no_grad():
         full = model.decoder(z)
         assert torch.allclose(PrunedMLP(relu_mlp_layers(model))(z), full, atol=1e-5)
-        assert torch.allclose(PrunedMLP(relu_mlp_layers(model), "bf16")(z), full, atol=0.1)
+        bf16 = PrunedMLP(relu_mlp_layers(model), "bf16")(z)
+        assert bf16.dtype == torch.bfloat16 and torch.allclose(bf16.float(), full, atol=0.1)
         unpruned = PrunedMLP(relu_mlp_layers(model), "bf16", prune=False)(z)
-        assert torch.allclose(PrunedMLP(relu_mlp_layers(model), "bf16")(z), unpruned, atol=1e-2)
+        assert torch.allclose(bf16.float(), unpruned.float(), atol=1e-2)
         h = model.decoder[:2](z)
         assert (h.amax(0) <= 0).any()  # some units are inactive on every row: pruning had work to skip
 
 
-def test_subnormals_are_flushed_only_while_scoring():
+def test_sure_pixels_are_scored_without_subnormals():
     torch.manual_seed(0)
     model = VAE(30, 4, hidden_dims=(16,)).eval()
     x = torch.zeros(3, 30)
@@ -191,8 +192,6 @@ def test_subnormals_are_flushed_only_while_scoring():
             model.decoder[-1].bias.fill_(bias)
         scores.append(importance_log_likelihood(model, x, k=50, seed=3)[0])
     assert torch.allclose(scores[0], scores[1], atol=1e-6)  # what the pixels add is below 1e-30 either way
-    tiny = torch.tensor(1e-40)
-    assert (tiny * 1.0).item() != 0.0  # subnormals are back to normal arithmetic afterwards
 
 
 def test_generic_path_is_batching_invariant_within_noise(digits_data):
