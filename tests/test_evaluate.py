@@ -181,6 +181,23 @@ def test_pruned_mlp_equals_the_decoder():
         assert (h.amax(0) <= 0).any()  # some units are inactive on every row: pruning had work to skip
 
 
+def test_scoring_on_two_cores_gives_the_same_numbers():
+    torch.manual_seed(0)
+    model = VAE(30, 4, hidden_dims=(32, 16)).eval()
+    x = (torch.rand(9, 30) < 0.3).float()
+    one, lw_one = importance_log_likelihood(model, x, k=40, batch_size=2, chunk=16)  # one thread (conftest)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two, lw_two = importance_log_likelihood(model, x, k=40, batch_size=2, chunk=16, precision="bf16")
+        two32, lw_two32 = importance_log_likelihood(model, x, k=40, batch_size=2, chunk=16)
+        assert torch.get_num_threads() == 2  # the workers' single thread does not leak out
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(one, two32, atol=1e-5) and torch.allclose(lw_one, lw_two32, atol=1e-5)
+    assert torch.allclose(one, two, atol=0.05) and torch.allclose(lw_one, lw_two, atol=0.05)
+
+
 def test_sure_pixels_are_scored_without_subnormals():
     torch.manual_seed(0)
     model = VAE(30, 4, hidden_dims=(16,)).eval()

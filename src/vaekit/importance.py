@@ -212,38 +212,65 @@ def importance_log_likelihood(model, x, y=None, k: int = 5000, batch_size: int |
     if not fast and x.dim() == 4 and x.device.type == "cpu":  # convolutional models: oneDNN's fast layout
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    n = x.shape[0]
-    k = max(int(k), 1)
+    n, k, device = x.shape[0], max(int(k), 1), x.device
     batch_size, chunk = _batching(n, k, batch_size, chunk)
     binary = isinstance(model.lik, BernoulliLikelihood) and bool(((x == 0) | (x == 1)).all())
-    weights = GaussianLogWeights(model, precision) if fast else None
-    log_px, mean_lw = [], []
-    device = x.device
+    starts = range(0, n, batch_size)
     bar = tqdm(total=n * k, desc=f"NLL (k={k})", unit="sample", unit_scale=True, disable=not progress, leave=False)
-    with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for start in range(0, n, batch_size):
-            xb = x[start:start + batch_size]
-            yb = y[start:start + batch_size] if y is not None else None
-            b = xb.shape[0]
-            acc = _StreamingLogMeanExp(b, device)
-            if fast:
+    if fast:
+        weights = GaussianLogWeights(model, precision)
+
+        def score(start):
+            with torch.inference_mode():  # grad mode is per thread
+                xb, yb = x[start:start + batch_size], y[start:start + batch_size] if y is not None else None
                 mu, logvar = model.encode(xb, yb)  # the encoder runs once per example: (B, L)
-                noise = torch.stack([_example_noise(seed, start + i, k, mu.shape[-1]) for i in range(b)])
+                noise = torch.stack([_example_noise(seed, start + i, k, mu.shape[-1]) for i in range(len(xb))])
                 noise = noise.to(device)  # (B, k, L)
-            for s in range(0, k, chunk):
-                c = min(chunk, k - s)
-                if fast:
-                    lw = weights(xb, yb, mu, logvar, noise[:, s:s + c], binary).T  # (c, B)
-                else:
-                    with _autocast(device, precision):  # the models keep their densities float32
-                        lw = model.log_weights(xb, yb, c)  # (c, B)
-                acc.add(lw)
-                bar.update(b * c)
-            log_px.append(acc.log_mean_exp())
-            mean_lw.append(acc.mean())
+                parts = (weights(xb, yb, mu, logvar, noise[:, s:s + chunk], binary).T for s in range(0, k, chunk))
+                return _log_mean_exp(parts, len(xb), device, bar)  # each part (c, B)
+
+        results = _map_on_cores(score, starts) if device.type == "cpu" else map(score, starts)
+        log_px, mean_lw = zip(*results)
+    else:
+        log_px, mean_lw = [], []
+        with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            for start in starts:
+                xb, yb = x[start:start + batch_size], y[start:start + batch_size] if y is not None else None
+                with _autocast(device, precision):  # the models keep their densities float32
+                    parts = (model.log_weights(xb, yb, min(chunk, k - s)) for s in range(0, k, chunk))
+                    lp, lw = _log_mean_exp(parts, len(xb), device, bar)  # each part (c, B)
+                log_px.append(lp)
+                mean_lw.append(lw)
     bar.close()
     return torch.cat(log_px).cpu(), torch.cat(mean_lw).cpu()
+
+
+def _log_mean_exp(parts, b: int, device, bar) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log mean exp, mean) over the rows of log-weight chunks (c, B), both (B,) float64."""
+    acc = _StreamingLogMeanExp(b, device)
+    for lw in parts:
+        acc.add(lw)
+        bar.update(lw.numel())
+    return acc.log_mean_exp(), acc.mean()
+
+
+def _map_on_cores(fn, items) -> list:
+    """[fn(item) for item in items], spread over torch's CPU threads, one thread per worker.
+
+    Each worker runs its items with a single intra-op thread: two workers scoring two examples
+    at once use two cores far better than one example's mid-sized products split over both.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = torch.get_num_threads()
+    if workers <= 1:
+        return [fn(item) for item in items]
+    try:
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(workers)  # where a backend's thread count is process-wide
 
 
 def _autocast(device, precision: str):
