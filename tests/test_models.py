@@ -127,3 +127,16 @@ def test_bf16_autocast_keeps_losses_and_terms_in_float32(name, digits_data):
         assert value.dtype == torch.float32, key
         ref = outs[False].terms[key]
         assert torch.allclose(value, ref, rtol=0.02, atol=0.05 + 0.01 * ref.abs().mean().item()), key
+
+
+def test_sample_temperature_scales_the_prior_noise():
+    torch.manual_seed(0)
+    model = vaekit.VAE(12, 3).eval()
+    at_zero = model.sample(4, temperature=0.0)
+    assert not at_zero.requires_grad
+    assert torch.allclose(at_zero, model.decode(torch.zeros(4, 3)).detach())
+    torch.manual_seed(1)
+    half = model.sample(4, temperature=0.5)
+    torch.manual_seed(1)
+    z = 0.5 * torch.randn(4, 3)
+    assert torch.allclose(half, model.decode(z).detach(), atol=1e-6)

@@ -166,9 +166,10 @@ class BaseVAE(nn.Module):
         return self.decode(self.encode(x, y)[0], y)
 
     @torch.no_grad()
-    def sample(self, n: int, y=None) -> torch.Tensor:
-        """n new examples: decode z ~ p(z) (no gradient; `decode` is the differentiable path)."""
-        z = self.prior().sample((n,))
+    def sample(self, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
+        """n new examples: decode z ~ p(z) = N(0, I), its noise scaled by `temperature` (below 1:
+        more typical, less varied samples). No gradient; `decode` is the differentiable path."""
+        z = self.prior().sample((n,)) * temperature
         return self.decode(z, y)
 
     # ---- input handling --------------------------------------------------------------------
