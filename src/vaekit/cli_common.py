@@ -22,18 +22,26 @@ def load_data(source, split, data_dir, limit=None):
 def run_info(folder) -> dict:
     """The run.json of a run folder, its `model/` folder or a pretrained name, or {} where there is
     none (or it is unreadable)."""
-    from .io import CONFIG_NAME, pretrained_folder
+    from .io import pretrained_folder
 
     if not Path(folder).exists() and pretrained_folder(folder) is not None:
         folder = pretrained_folder(folder)
-    folder = Path(folder)
-    if (folder / CONFIG_NAME).exists() and not (folder / RUN_FILE).exists():
-        folder = folder.parent  # a run's model/ folder: run.json sits beside it
+    folder = run_folder(folder)
     try:
         info = json.loads((Path(folder) / RUN_FILE).read_text())
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def run_folder(path) -> Path:
+    """The run folder of a run's `model/` folder (run.json sits beside it); any other path as it is."""
+    from .io import CONFIG_NAME
+
+    path = Path(path)
+    if (path / CONFIG_NAME).exists() and (path.parent / RUN_FILE).exists():
+        return path.parent
+    return path
 
 
 def run_data(args, split: str, limit=None):

@@ -39,21 +39,12 @@ def cmd_evaluate(args) -> None:
         print(f"Wrote:\n  {'evaluation':<16} {path}")
 
 
-def _run_folder(path: Path) -> Path:
-    """The run folder of a run's `model/` folder (it holds run.json); any other path as it is."""
-    from .cli import RUN_FILE
-    from .io import CONFIG_NAME
-
-    if (path / CONFIG_NAME).exists() and (path.parent / RUN_FILE).exists():
-        return path.parent
-    return path
-
-
 def _write(report: dict, args) -> Path | None:
     """evaluation.json into --out, else the run or model folder when it is one and writable."""
+    from .cli_common import run_folder
     from .io import atomic_write_bytes
 
-    run = _run_folder(Path(args.run))
+    run = run_folder(args.run)
     if args.out:
         folder = Path(args.out)
     elif run.is_dir() and os.access(run, os.W_OK):
