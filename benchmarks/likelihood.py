@@ -62,26 +62,24 @@ def training_seconds(run: Path) -> float | None:
     return sum(json.loads(line)["seconds"] for line in path.read_text().splitlines() if line.strip())
 
 
+def shipped_row(name: str) -> dict | None:
+    """The measured row saved with the shipped weights, if they are shipped."""
+    path = PRETRAINED_DIR / name / "results.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def source_of(name: str, runs: Path):
     """(model folder or pretrained name, training seconds) of a row."""
     run = runs / name
     if (run / "model").exists():
         return run, training_seconds(run)
     if (PRETRAINED_DIR / name).exists():
-        saved = PRETRAINED_DIR / name / "results.json"
-        seconds = json.loads(saved.read_text()).get("train_seconds") if saved.exists() else None
-        return name, seconds
+        return name, (shipped_row(name) or {}).get("train_seconds")
     return None, None
 
 
 PAIRED = 500  # every row also reports its NLL on the first 500 test images
 CHECK = {"images": 20, "k": 100}  # a quick re-check of the shipped weights that the tests repeat
-
-
-def shipped_row(name: str) -> dict | None:
-    """The measured row saved with the shipped weights, if they are shipped."""
-    path = PRETRAINED_DIR / name / "results.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def export(name: str, model, result: dict, data_dir) -> None:
@@ -112,9 +110,14 @@ def table_markdown(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+def best_name(rows: list[dict]) -> str:
+    """The row `mnist-best` stands for: the lowest NLL on the first 500 test images."""
+    return min(rows, key=lambda r: r["nll_first_500"])["name"]
+
+
 def write_results(rows: list[dict], commands: dict) -> None:
     text = RESULTS.read_text()
-    best = min(rows, key=lambda r: r["nll_first_500"])["name"]
+    best = best_name(rows)
     body = [START, "", table_markdown(rows),
             f"`vaekit.load(\"mnist-best\")` loads `{best}`, the lowest NLL on the first 500 test images.", "",
             "Training commands (run from the repository root):", ""]
@@ -186,7 +189,7 @@ def main() -> None:
     rows.sort(key=lambda r: list(TABLE).index(r["name"]))
     print(table_markdown(rows))
     if args.export and rows:
-        best = min(rows, key=lambda r: r["nll_first_500"])["name"]
+        best = best_name(rows)
         (PRETRAINED_DIR / ALIASES_NAME).write_text(json.dumps({"mnist-best": best}) + "\n")
         print(f"mnist-best -> {best}")
     if args.write_results:

@@ -24,9 +24,8 @@ def run_info(folder) -> dict:
     none (or it is unreadable)."""
     from .io import pretrained_folder
 
-    if not Path(folder).exists() and pretrained_folder(folder) is not None:
-        folder = pretrained_folder(folder)
-    folder = run_folder(folder)
+    shipped = pretrained_folder(folder) if not Path(folder).exists() else None
+    folder = run_folder(shipped or folder)
     try:
         info = json.loads((Path(folder) / RUN_FILE).read_text())
     except (OSError, ValueError):

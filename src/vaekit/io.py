@@ -112,8 +112,9 @@ def pretrained_folder(name) -> Path | None:
 def resolve_model_folder(path) -> Path:
     """A model folder from a model folder, a run folder (its `model/`) or a pretrained name."""
     p = Path(path)
-    if not p.exists() and pretrained_folder(path) is not None:
-        return pretrained_folder(path)
+    shipped = pretrained_folder(path) if not p.exists() else None
+    if shipped is not None:
+        return shipped
     if (p / "model" / CONFIG_NAME).exists():
         return p / "model"
     if not p.exists():
