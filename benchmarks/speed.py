@@ -8,7 +8,9 @@ number of epochs. Printed: images/s of each (median over rounds), the ratio, and
 test negative ELBO (test set binarized once), so that speed is never bought with quality; the
 training FLOP per image (counted by torch.utils.flop_counter on the chapter's network) and the
 fraction of this machine's peak each loop reaches, the peak being a 2048^3 matrix product measured
-in the same run (fp32 for the chapter's loop, the Trainer's precision for vaekit); and, for the
+in the same run (fp32 for the chapter's loop, the Trainer's precision for vaekit); the speed of a
+step made of the network's matrix products and convolutions alone, in the Trainer's precision,
+and its ratio to the chapter's loop: the most any loop could reach here; and, for the
 MLP, the time of the importance-sampled NLL (k = 5000) extrapolated to the 10,000 test images.
 The chapter's loop is its text: a DataLoader over the image tensor, sigmoid outputs, summed BCE.
 """
@@ -131,6 +133,35 @@ def peak_gflops(dtype, size=2048, repeats=5) -> float:
     return 2 * size ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
+def products_only_images_per_s(model, flat, dtype, steps=60, batch=128) -> float:
+    """Images/s of a training step that does nothing but the network's matrix products and
+    convolutions (forward and backward, weights already in `dtype`, no activations, loss, noise
+    or optimizer): an upper bound on any loop's speed for this network, batch and machine."""
+    import copy
+
+    net = copy.deepcopy(model).to(dtype)
+    for module in list(net.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, (nn.ReLU, nn.Sigmoid)):
+                setattr(module, name, nn.Identity())
+    shape = (batch, 784) if flat else (batch, 1, 28, 28)
+    xs = [torch.rand(shape).to(dtype) for _ in range(4)]
+    if not flat:
+        net = net.to(memory_format=torch.channels_last)
+        xs = [x.to(memory_format=torch.channels_last) for x in xs]
+
+    def step(x):
+        mu, logvar = net.encode(x)
+        net.decoder(mu + logvar).sum().backward()
+
+    for i in range(5):
+        step(xs[i % 4])
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(xs[i % 4])
+    return steps * batch / (time.perf_counter() - t0)
+
+
 def nll_seconds(model, test, images, k=5000) -> float:
     """Seconds of the importance-sampled NLL (k samples) over `images` test images."""
     from vaekit.importance import importance_log_likelihood
@@ -159,8 +190,9 @@ def main():
           flush=True)
     for net in args.networks:
         flat = net == "mlp"
-        speeds = {"chapter": [], "vaekit": []}
+        speeds = {"chapter": [], "vaekit": [], "products_only": []}
         quality = {}
+        precision = Trainer(VAE(4, 2), TrainConfig(precision=args.precision)).precision  # what 'auto' becomes here
         for r in range(args.rounds):
             torch.manual_seed(r)
             chapter = ChapterVAE(784, 20) if flat else ChapterConvVAE(20)
@@ -174,17 +206,20 @@ def main():
             t0 = time.perf_counter()
             Trainer(ours, config).fit(train)
             speeds["vaekit"].append(n / (time.perf_counter() - t0))
+            speeds["products_only"].append(products_only_images_per_s(
+                chapter, flat, torch.bfloat16 if precision == "bf16" else torch.float32))
             if r == 0:
                 quality = {"chapter": test_nelbo(chapter, test, flat), "vaekit": test_nelbo(ours, test, flat)}
         med = {k: statistics.median(v) for k, v in speeds.items()}
         flop = training_flop_per_image(ChapterVAE(784, 20) if flat else ChapterConvVAE(20), train, flat)
-        precision = Trainer(VAE(4, 2), config).precision  # what 'auto' became here
         row = {"network": net, "epochs": args.epochs, "rounds": args.rounds, "precision": precision,
                "compile": args.compile, "mflop_per_image": round(flop / 1e6, 2),
                "chapter_fp32_peak_fraction": round(med["chapter"] * flop / 1e9 / peaks["fp32"], 3),
                "vaekit_peak_fraction": round(med["vaekit"] * flop / 1e9 / peaks[precision], 3),
                "chapter_images_per_s": round(med["chapter"]), "vaekit_images_per_s": round(med["vaekit"]),
                "ratio": round(med["vaekit"] / med["chapter"], 2),
+               "products_only_images_per_s": round(med["products_only"]),
+               "products_only_ratio": round(med["products_only"] / med["chapter"], 2),
                "chapter_test_nelbo": round(quality["chapter"], 2), "vaekit_test_nelbo": round(quality["vaekit"], 2)}
         if flat and args.eval_images:
             seconds = nll_seconds(ours, test, args.eval_images)
