@@ -13,6 +13,8 @@ step made of the network's matrix products and convolutions alone, in the Traine
 and its ratio to the chapter's loop: the most any loop could reach here; and, for the
 MLP, the time of the importance-sampled NLL (k = 5000) extrapolated to the 10,000 test images.
 The chapter's loop is its text: a DataLoader over the image tensor, sigmoid outputs, summed BCE.
+With `--device cuda` both loops train on the GPU: the chapter's moves each batch there, vaekit's
+Trainer keeps the whole training set on it.
 """
 
 import argparse
@@ -74,11 +76,13 @@ def vae_loss(x_recon, x, mu, logvar):
     return recon + (-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
 
 
-def chapter_loop(model, images, epochs, flat):
+def chapter_loop(model, images, epochs, flat, device):
+    model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     dataloader = torch.utils.data.DataLoader(images, batch_size=128, shuffle=True)
     for _ in range(epochs):
         for batch in dataloader:
+            batch = batch.to(device)
             x = torch.bernoulli(batch.view(batch.size(0), -1) if flat else batch)
             x_recon, mu, logvar = model(x)
             loss = vae_loss(x_recon, x, mu, logvar)
@@ -88,15 +92,22 @@ def chapter_loop(model, images, epochs, flat):
 
 
 # ---- measurement ------------------------------------------------------------------------------
+def sync(device) -> None:
+    """Wait for the device's queued work, so that wall-clock times cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 @torch.no_grad()
 def test_nelbo(model, test, flat, samples=4):
     """Mean over test images of BCE + KL, one reparameterized sample, averaged over `samples` draws."""
     model.eval()
+    device = next(model.parameters()).device
     total = 0.0
     torch.manual_seed(0)
     for _ in range(samples):
         for i in range(0, len(test), 1000):
-            x = test[i:i + 1000]
+            x = test[i:i + 1000].to(device)
             x = x.view(len(x), -1) if flat else x
             if isinstance(model, ChapterVAE):
                 total += _chapter_nelbo(model, x)
@@ -123,29 +134,31 @@ def training_flop_per_image(model, images, flat) -> float:
     return counter.get_total_flops() / 128
 
 
-def peak_gflops(dtype, size=2048, repeats=5) -> float:
+def peak_gflops(dtype, device, size=2048, repeats=5) -> float:
     """GFLOP/s of a large matrix product in `dtype`: the practical peak of this machine right now."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a, b = torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)
     a @ b
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    sync(device)
     return 2 * size ** 3 * repeats / (time.perf_counter() - t0) / 1e9
 
 
-def products_only_images_per_s(model, flat, dtype, steps=60, batch=128) -> float:
+def products_only_images_per_s(model, flat, dtype, device, steps=60, batch=128) -> float:
     """Images/s of a training step that does nothing but the network's matrix products and
     convolutions (forward and backward, weights already in `dtype`, no activations, loss, noise
     or optimizer): an upper bound on any loop's speed for this network, batch and machine."""
     import copy
 
-    net = copy.deepcopy(model).to(dtype)
+    net = copy.deepcopy(model).to(device, dtype)
     for module in list(net.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, (nn.ReLU, nn.Sigmoid)):
                 setattr(module, name, nn.Identity())
     shape = (batch, 784) if flat else (batch, 1, 28, 28)
-    xs = [torch.rand(shape).to(dtype) for _ in range(4)]
+    xs = [torch.rand(shape, device=device).to(dtype) for _ in range(4)]
     if not flat:
         net = net.to(memory_format=torch.channels_last)
         xs = [x.to(memory_format=torch.channels_last) for x in xs]
@@ -156,9 +169,11 @@ def products_only_images_per_s(model, flat, dtype, steps=60, batch=128) -> float
 
     for i in range(5):
         step(xs[i % 4])
+    sync(device)
     t0 = time.perf_counter()
     for i in range(steps):
         step(xs[i % 4])
+    sync(device)
     return steps * batch / (time.perf_counter() - t0)
 
 
@@ -166,8 +181,10 @@ def nll_seconds(model, test, images, k=5000) -> float:
     """Seconds of the importance-sampled NLL (k samples) over `images` test images."""
     from vaekit.importance import importance_log_likelihood
 
+    device = next(model.parameters()).device
     t0 = time.perf_counter()
-    importance_log_likelihood(model, test[:images].reshape(images, -1), k=k)
+    importance_log_likelihood(model, test[:images].reshape(images, -1).to(device), k=k)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -181,38 +198,43 @@ def main():
     p.add_argument("--eval-images", type=int, default=100,
                    help="test images for the NLL (k=5000) timing of the MLP, extrapolated to 10,000 (0: skip)")
     p.add_argument("--compile", action="store_true", help="torch.compile vaekit's training step")
+    p.add_argument("--device", default="cpu", help="cpu or cuda: where both loops train (vaekit keeps the data set there)")
     args = p.parse_args()
     train = load_dataset("mnist", "train", data_dir=args.data_dir).x  # (60000, 1, 28, 28)
     test = binarize_fixed(load_dataset("mnist", "test", data_dir=args.data_dir).x, seed=0)
     n = args.epochs * len(train)
-    peaks = {"fp32": peak_gflops(torch.float32), "bf16": peak_gflops(torch.bfloat16)}
+    device = torch.device(args.device)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    peaks = {name: peak_gflops(dtype, device) for name, dtype in dtypes.items()
+             if name != "fp16" or device.type == "cuda"}
     print(json.dumps({"peak_gflops": {k: round(v) for k, v in peaks.items()}, "threads": torch.get_num_threads()}),
           flush=True)
     for net in args.networks:
         flat = net == "mlp"
         speeds = {"chapter": [], "vaekit": [], "products_only": []}
         quality = {}
-        precision = Trainer(VAE(4, 2), TrainConfig(precision=args.precision)).precision  # what 'auto' becomes here
+        precision = Trainer(VAE(4, 2), TrainConfig(precision=args.precision, device=args.device)).precision  # 'auto' resolved
         for r in range(args.rounds):
             torch.manual_seed(r)
             chapter = ChapterVAE(784, 20) if flat else ChapterConvVAE(20)
             t0 = time.perf_counter()
-            chapter_loop(chapter, train, args.epochs, flat)
+            chapter_loop(chapter, train, args.epochs, flat, device)
+            sync(device)
             speeds["chapter"].append(n / (time.perf_counter() - t0))
             torch.manual_seed(r)
             ours = VAE(784, 20) if flat else ConvVAE(20)
             config = TrainConfig(epochs=args.epochs, binarize=True, progress=False, seed=r,
-                                 precision=args.precision, compile=args.compile)
+                                 precision=args.precision, compile=args.compile, device=args.device)
             t0 = time.perf_counter()
             Trainer(ours, config).fit(train)
+            sync(device)
             speeds["vaekit"].append(n / (time.perf_counter() - t0))
-            speeds["products_only"].append(products_only_images_per_s(
-                chapter, flat, torch.bfloat16 if precision == "bf16" else torch.float32))
+            speeds["products_only"].append(products_only_images_per_s(chapter, flat, dtypes[precision], device))
             if r == 0:
                 quality = {"chapter": test_nelbo(chapter, test, flat), "vaekit": test_nelbo(ours, test, flat)}
         med = {k: statistics.median(v) for k, v in speeds.items()}
-        flop = training_flop_per_image(ChapterVAE(784, 20) if flat else ChapterConvVAE(20), train, flat)
-        row = {"network": net, "epochs": args.epochs, "rounds": args.rounds, "precision": precision,
+        flop = training_flop_per_image(ChapterVAE(784, 20) if flat else ChapterConvVAE(20), train, flat)  # on the CPU
+        row = {"network": net, "device": str(device), "epochs": args.epochs, "rounds": args.rounds, "precision": precision,
                "compile": args.compile, "mflop_per_image": round(flop / 1e6, 2),
                "chapter_fp32_peak_fraction": round(med["chapter"] * flop / 1e9 / peaks["fp32"], 3),
                "vaekit_peak_fraction": round(med["vaekit"] * flop / 1e9 / peaks[precision], 3),
