@@ -164,6 +164,7 @@ def products_only_images_per_s(model, flat, dtype, device, steps=60, batch=128) 
         xs = [x.to(memory_format=torch.channels_last) for x in xs]
 
     def step(x):
+        net.zero_grad(set_to_none=True)
         mu, logvar = net.encode(x)
         net.decoder(mu + logvar).sum().backward()
 
@@ -209,11 +210,11 @@ def main():
              if name != "fp16" or device.type == "cuda"}
     print(json.dumps({"peak_gflops": {k: round(v) for k, v in peaks.items()}, "threads": torch.get_num_threads()}),
           flush=True)
+    precision = Trainer(VAE(4, 2), TrainConfig(precision=args.precision, device=args.device)).precision  # 'auto' resolved
     for net in args.networks:
         flat = net == "mlp"
         speeds = {"chapter": [], "vaekit": [], "products_only": []}
         quality = {}
-        precision = Trainer(VAE(4, 2), TrainConfig(precision=args.precision, device=args.device)).precision  # 'auto' resolved
         for r in range(args.rounds):
             torch.manual_seed(r)
             chapter = ChapterVAE(784, 20) if flat else ChapterConvVAE(20)
