@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vaekit.build import build_model
+from vaekit.models import build_model
 from vaekit.data import binarize_fixed, load_dataset
 from vaekit.models import VQVAE, train_prior
 from vaekit.plots import save_image_grid

@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 
 import vaekit.io
 from vaekit.distributions import InputError
-from vaekit.models import MODELS
+from vaekit.models import FAMILIES
 from vaekit.models.hvae import HierarchicalVAE, HierarchicalVAEConfig
 from vaekit.objectives import iwae_loss, vae_loss
 
@@ -40,7 +40,7 @@ def trained_tiny(x, steps=30):
 
 
 def test_registered_and_config_defaults():
-    assert MODELS["hvae"] is HierarchicalVAE
+    assert FAMILIES["hvae"].cls is HierarchicalVAE
     model = HierarchicalVAE()
     assert model.config == HierarchicalVAEConfig()
     assert model.latent_shapes == [(8, 7, 7), (8, 7, 7), (8, 14, 14), (8, 14, 14)]
@@ -170,7 +170,7 @@ def test_save_load_round_trip_is_exact(digits, tmp_path):
     torch.manual_seed(0)
     model = tiny(groups_per_scale=(2, 1), squeeze_excitation=False).eval()
     vaekit.io.save_pretrained(model, tmp_path / "m")
-    loaded = vaekit.io.load(tmp_path / "m")
+    loaded = vaekit.load(tmp_path / "m")
     assert type(loaded) is HierarchicalVAE and loaded.config == model.config
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a, b)

@@ -311,7 +311,7 @@ def test_save_and_load_round_trip_is_exact(digits, tmp_path):
 
     folder = vaekit.io.save_pretrained(model, tmp_path / "vq")
     assert json.loads((folder / "config.json").read_text())["model_type"] == "vqvae"
-    loaded = vaekit.io.load(folder, expect=VQVAE)
+    loaded = vaekit.load(folder, expect=VQVAE)
     assert isinstance(loaded, VQVAE) and loaded.config == model.config
 
     state, restored = model.state_dict(), loaded.state_dict()
@@ -331,7 +331,7 @@ def test_save_and_load_round_trip_is_exact(digits, tmp_path):
     assert torch.equal(loaded.sample(3), a)
 
     model.save_pretrained(tmp_path / "again")
-    assert torch.equal(vaekit.io.load(tmp_path / "again").quantizer.codebook, model.quantizer.codebook)
+    assert torch.equal(vaekit.load(tmp_path / "again").quantizer.codebook, model.quantizer.codebook)
 
 
 def test_chapter_anomaly_detector_runs_on_a_vqvae(digits):

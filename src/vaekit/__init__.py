@@ -1,22 +1,23 @@
 """vaekit: variational autoencoders you can train, measure honestly, sample from and use."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .applications import detect_anomaly
 from .applications.detector import AnomalyDetector
 from .applications import augment, denoise, psnr
-from .distributions import InputError
+from .errors import InputError
 from .evaluate import evaluate
-from .io import load, save_pretrained
+from .io import save_pretrained
+from .loading import load
 from .models import (
-    CVAE, VAE, VQVAE, BaseVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE, HierarchicalVAE, train_prior,
+    CVAE, VAE, VQVAE, Autoencoder, BaseVAE, BetaTCVAE, ConvFlowVAE, ConvVAE, FlowVAE, HierarchicalVAE, train_prior,
 )
 from .quantize import VectorQuantizer
 from .train import Trainer, TrainConfig
 from .objectives import KLWarmup, StepOutput, vae_loss
 
 __all__ = [
-    "__version__", "VAE", "ConvVAE", "CVAE", "BaseVAE", "FlowVAE", "ConvFlowVAE", "BetaTCVAE", "VQVAE", "HierarchicalVAE",
+    "__version__", "Autoencoder", "VAE", "ConvVAE", "CVAE", "BaseVAE", "FlowVAE", "ConvFlowVAE", "BetaTCVAE", "VQVAE", "HierarchicalVAE",
     "VectorQuantizer", "train_prior", "Trainer", "TrainConfig", "vae_loss", "StepOutput", "KLWarmup",
     "detect_anomaly", "AnomalyDetector", "augment", "denoise", "psnr", "evaluate", "load", "save_pretrained", "InputError",
 ]

@@ -83,7 +83,7 @@ def _model_options(args) -> dict:
 
 
 def cmd_train(args):
-    from .build import build_model
+    from .models.registry import build_model
     from .data import train_val_split
     from .train import Trainer, TrainConfig
 
@@ -198,7 +198,7 @@ def _pictures(model, data, out: Path, extra: dict | None = None):
 
 # ---- commands on a saved run ---------------------------------------------------------------
 def _model(args):
-    from .io import load
+    from .loading import load
 
     return load(args.run)
 

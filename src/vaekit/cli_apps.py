@@ -38,7 +38,7 @@ def _positive(name, value):
 # ---- augment ------------------------------------------------------------------------------
 def cmd_augment(args):
     from .applications.augment import augment, save_npz
-    from .io import load
+    from .loading import load
     from .plots import save_image_grid
 
     out = Path(args.out)
@@ -118,7 +118,8 @@ def cmd_denoise(args):
     from .applications.denoise import denoise, psnr
     from .corruption import corrupt, parse_corruption
     from .data import from_arrays
-    from .io import atomic_write_bytes, load
+    from .io import atomic_write_bytes
+    from .loading import load
     from .plots import save_image_grid
 
     if args.input and args.data:

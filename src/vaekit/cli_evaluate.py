@@ -19,7 +19,7 @@ EVALUATION_FILE = "evaluation.json"
 def cmd_evaluate(args) -> None:
     from .cli_common import run_data
     from .evaluate import evaluate, format_report
-    from .io import load
+    from .loading import load
 
     model = load(args.run)
     data = run_data(args, args.split, args.limit)

@@ -1,4 +1,4 @@
-"""Likelihoods p(x|z) and the diagonal Gaussian posterior q(z|x), as torch.distributions.
+"""Likelihoods p(x|z), the diagonal Gaussian posterior q(z|x) and the N(0, I) prior, as torch.distributions.
 
 A likelihood turns the decoder's raw output (logits or parameters) into a distribution over x.
 Its choice *is* the reconstruction loss: Bernoulli gives binary cross-entropy from logits,
@@ -11,28 +11,60 @@ import math
 
 import torch
 import torch.nn as nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, register_kl
+
+from .errors import InputError
+from .precision import full_precision
 
 
-class InputError(ValueError):
-    """Bad input a user gave: the message is one sentence naming the problem and the fix."""
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension, same shape as mu."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def diagonal_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> Independent:
+class DiagonalGaussian(Independent):
+    """q(z|x) = N(mu, diag(exp(logvar))) with the last dimension as the event.
+
+    `rsample` is the reparameterisation z = mu + exp(logvar / 2) * eps, eps ~ N(0, I);
+    `mu` and `logvar` are kept as given (the encoder's outputs).
+    """
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
+        self.mu, self.logvar = mu, logvar
+        super().__init__(Normal(mu, torch.exp(0.5 * logvar)), 1)
+
+    def rsample_with_log_prob(self, sample_shape=torch.Size()) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, log q(z)) for reparameterised samples z of shape sample_shape + (B, L)."""
+        z = self.rsample(sample_shape)
+        return z, self.log_prob(z)
+
+    def kl_per_dim(self) -> torch.Tensor:
+        """KL to N(0, I) of each latent dimension in closed form, (B, L)."""
+        return gaussian_kl_per_dim(self.mu, self.logvar)
+
+
+class StandardNormal(Independent):
+    """p(z) = N(0, I) over the last dimension of `shape`, on the device and dtype of `like`."""
+
+    def __init__(self, shape: tuple[int, ...], like: torch.Tensor):
+        zeros = like.new_zeros(shape)
+        super().__init__(Normal(zeros, torch.ones_like(zeros)), 1)
+
+
+@register_kl(DiagonalGaussian, StandardNormal)
+def _kl_diagonal_standard(q: DiagonalGaussian, p: StandardNormal) -> torch.Tensor:
+    """KL(q || N(0, I)) in closed form, (B,): the one place the Gaussian KL is written."""
+    return q.kl_per_dim().sum(-1)
+
+
+def diagonal_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> DiagonalGaussian:
     """N(mu, diag(exp(logvar))) with the last dimension as the event."""
-    return Independent(Normal(mu, torch.exp(0.5 * logvar)), 1)
+    return DiagonalGaussian(mu, logvar)
 
 
-def standard_normal(shape: tuple[int, ...], like: torch.Tensor) -> Independent:
+def standard_normal(shape: tuple[int, ...], like: torch.Tensor) -> StandardNormal:
     """N(0, I) over the last dimension of `shape`, on the device and dtype of `like`."""
-    zeros = like.new_zeros(shape)
-    return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
-
-
-def full_precision(t: torch.Tensor) -> torch.Tensor:
-    """t in float32 if it is a half-precision (bf16/fp16) tensor: densities are summed over many
-    values, and half-precision sums lose whole nats."""
-    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+    return StandardNormal(shape, like)
 
 
 class Likelihood(nn.Module):

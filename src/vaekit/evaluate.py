@@ -80,7 +80,7 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
     from .models import VQVAE, BaseVAE
 
     if isinstance(model, (str, Path)):
-        from .io import load
+        from .loading import load
 
         model = load(model)
     if not isinstance(model, (BaseVAE, VQVAE)):

@@ -18,7 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .distributions import InputError
+from torch.distributions import Distribution
+
+from .distributions import DiagonalGaussian
+from .errors import InputError
 
 
 class PlanarFlow(nn.Module):
@@ -185,3 +188,44 @@ def build_flows(name: str, length: int, latent_dim: int, context_dim: int = 0, h
             layers.append(Reverse())
         layers.append(cls(latent_dim, context_dim=context_dim, hidden=hidden))
     return FlowChain(layers)
+
+
+class FlowPosterior(Distribution):
+    """q(z_K | x): a diagonal Gaussian q0(z0 | x) pushed through a flow chain amortized on h.
+
+    `rsample_with_log_prob` gives samples with their exact log-density (change of variables).
+    The density of an arbitrary point needs the flow's inverse, which planar flows and IAF do not
+    offer cheaply, so `log_prob` scores only the samples this object drew last (any point when
+    the chain has no layers).
+    `mu` and `logvar` are the base Gaussian's, as the model's `encode` returns them.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, base: DiagonalGaussian, flows: FlowChain, context: torch.Tensor | None):
+        self.base, self.flows, self.context = base, flows, context
+        self.mu, self.logvar = base.mu, base.logvar
+        self._last = None  # (z, log q(z)) of the latest samples
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    def rsample_with_log_prob(self, sample_shape=torch.Size()) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_K, log q(z_K|x)) for reparameterised samples of shape sample_shape + (B, L)."""
+        z0 = self.base.rsample(sample_shape)  # (..., B, L)
+        z, log_abs_det = self.flows(z0, self.context)  # h (B, H) broadcasts over the sample dims
+        log_q = self.base.log_prob(z0) - log_abs_det
+        self._last = (z, log_q)
+        return z, log_q
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.rsample_with_log_prob(sample_shape)[0]
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._last is not None and value is self._last[0]:
+            return self._last[1]
+        if len(self.flows.layers) == 0:  # no layers: q is the base Gaussian itself
+            return self.base.log_prob(value)
+        raise NotImplementedError(
+            "A flow posterior scores only its own samples: use rsample_with_log_prob(), or the model's "
+            "sample_posterior(x, k), which return each sample with its log-density."
+        )

@@ -26,20 +26,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .distributions import BernoulliLikelihood, InputError
+from .distributions import BernoulliLikelihood, StandardNormal
+from .precision import autocast, check_precision
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # the precisions an importance-sampled NLL is computed in
 ROWS_PER_PASS = 4096  # decoder rows (examples x samples) per batch of examples
 SAMPLES_PER_PASS = 1024  # importance samples of one example per decoder pass
 
 
 def fast_path(model) -> bool:
-    """True for models whose q(z|x) is the shared diagonal Gaussian and p(z) the shared N(0, I):
-    their log-weights are computed here from the encoder's (mu, logvar) with per-example noise."""
-    from .models import BaseVAE
-
-    cls = type(model)
-    return all(getattr(cls, f) is getattr(BaseVAE, f) for f in ("sample_posterior", "log_weights", "posterior", "prior"))
+    """True for models that declare a diagonal Gaussian q(z|x) and have the N(0, I) prior: their
+    log-weights are computed here from the encoder's (mu, logvar) with per-example noise."""
+    caps = model.capabilities
+    return caps.likelihood and caps.posterior == "gaussian" and isinstance(model.prior(), StandardNormal)
 
 
 def _example_noise(seed: int, index: int, k: int, dim: int) -> torch.Tensor:
@@ -63,12 +62,10 @@ def _bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, event_dims: int) 
 
 
 def relu_mlp_layers(model) -> list[nn.Linear] | None:
-    """The decoder's Linear layers when it is Linear-ReLU-...-Linear behind the shared
-    `decoder_params` (the chapter's MLP VAE, beta-TC, CVAE), else None."""
-    from .models import BaseVAE
-
+    """The decoder's Linear layers for a model that declares an MLP decoder (the chapter's MLP VAE,
+    beta-TC, CVAE) when it is Linear-ReLU-...-Linear, else None."""
     decoder = getattr(model, "decoder", None)
-    if type(model).decoder_params is not BaseVAE.decoder_params or not isinstance(decoder, nn.Sequential):
+    if not model.capabilities.mlp_decoder or not isinstance(decoder, nn.Sequential):
         return None
     mods = list(decoder)
     linears, activations = mods[0::2], mods[1::2]
@@ -152,12 +149,8 @@ class GaussianLogWeights:
             params = self.mlp(inputs).reshape(b, c, -1)  # (B, c, decoder outputs), flat
             return self._log_px(params, x.flatten(1).unsqueeze(1), binary, 1)
         flat = z.reshape(b * c, -1)  # example-major rows: row j * c + s
-        if self.precision == "bf16":
-            with torch.autocast(flat.device.type, dtype=torch.bfloat16):
-                params = model.decoder_params(flat, labels)
-            params = params.float()
-        else:
-            params = model.decoder_params(flat, labels)
+        with autocast(flat.device, self.precision):
+            params = model.decoder_params(flat, labels).float()
         params = params.reshape(b, c, *params.shape[1:])
         return self._log_px(params, x.unsqueeze(1), binary)
 
@@ -205,8 +198,7 @@ def importance_log_likelihood(model, x, y=None, k: int = 5000, batch_size: int |
     """
     from tqdm.auto import tqdm
 
-    if precision not in PRECISIONS:
-        raise InputError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    check_precision(precision, PRECISIONS)
     fast = fast_path(model)
     x = model.as_batch(x)
     if not fast and x.dim() == 4 and x.device.type == "cpu":  # convolutional models: oneDNN's fast layout
@@ -237,7 +229,7 @@ def importance_log_likelihood(model, x, y=None, k: int = 5000, batch_size: int |
             torch.manual_seed(seed)
             for start in starts:
                 xb, yb = x[start:start + batch_size], y[start:start + batch_size] if y is not None else None
-                with _autocast(device, precision):  # the models keep their densities float32
+                with autocast(device, precision):  # the models keep their densities float32
                     parts = (model.log_weights(xb, yb, min(chunk, k - s)) for s in range(0, k, chunk))
                     lp, lw = _log_mean_exp(parts, len(xb), device, bar)  # each part (c, B)
                 log_px.append(lp)
@@ -271,11 +263,6 @@ def _map_on_cores(fn, items) -> list:
             return list(pool.map(fn, items))
     finally:
         torch.set_num_threads(workers)  # where a backend's thread count is process-wide
-
-
-def _autocast(device, precision: str):
-    """bfloat16 autocast for precision='bf16', else nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _batching(n: int, k: int, batch_size: int | None, chunk: int | None) -> tuple[int, int]:

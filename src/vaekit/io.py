@@ -1,4 +1,6 @@
-"""Saving and loading models as folders: `config.json` + `model.safetensors`. Nothing is unpickled.
+"""The saved-model format: folders of `config.json` + `model.safetensors`. Nothing is unpickled.
+
+This module knows files, not model classes (`vaekit.loading.load` rebuilds models).
 
 Every write goes to a temporary sibling first and is renamed into place, so a crash never leaves
 a half-written model where a good one was.
@@ -14,9 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from .distributions import InputError
+from .errors import InputError
+from .version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -68,8 +71,6 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def model_config(model) -> dict:
     """What config.json holds: the model type, its constructor config and the library version."""
-    from . import __version__
-
     return {"model_type": model.model_type, "config": model.config_dict(), "vaekit_version": __version__}
 
 
@@ -133,38 +134,3 @@ def read_config(folder) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise InputError(f"{Path(folder) / CONFIG_NAME} is corrupt ({e}); re-save the model.") from None
     return meta
-
-
-def load(path, map_location: str | torch.device = "cpu", expect: str | type | None = None):
-    """Rebuild a saved model: from a model folder, a run folder, or a pretrained name.
-
-    `expect` (a model type name or class) makes loading a different kind of model an error.
-    """
-    from .models import MODELS
-
-    folder = resolve_model_folder(path)
-    meta = read_config(folder)
-    kind = meta["model_type"]
-    if kind not in MODELS:
-        raise InputError(f"{folder} holds a model of unknown type {kind!r}; known: {', '.join(MODELS)}.")
-    cls = MODELS[kind]
-    want = expect.model_type if isinstance(expect, type) else expect
-    if want is not None and kind != want:
-        raise InputError(f"{folder} holds a {kind!r} model, not the {want!r} model asked for.")
-    try:
-        config = cls.config_class(**meta["config"])
-    except TypeError as e:
-        raise InputError(f"{folder / CONFIG_NAME} does not describe a {kind!r} model ({e}).") from None
-    model = cls(config=config)
-    weights = folder / WEIGHTS_NAME
-    if not weights.exists():
-        raise InputError(f"{folder} has no {WEIGHTS_NAME}; the save was incomplete, re-save the model.")
-    try:
-        state = load_file(str(weights), device=str(map_location))
-    except Exception as e:  # safetensors raises its own error type, which moved between versions
-        raise InputError(f"{weights} is corrupt or truncated ({e}); re-save the model.") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise InputError(f"The weights in {weights} do not fit the model its config.json describes.") from None
-    return model.to(map_location).eval()

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .distributions import gaussian_kl_per_dim  # noqa: F401  (re-exported: the KL lives with the Gaussians)
+
 
 @dataclass
 class StepOutput:
@@ -26,13 +28,8 @@ def vae_loss(x_recon, x, mu, logvar, beta: float = 1.0):
     """
     x = x.reshape(x_recon.shape)
     recon_loss = F.binary_cross_entropy(x_recon, x, reduction="sum")
-    kl_div = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    kl_div = gaussian_kl_per_dim(mu, logvar).sum()
     return recon_loss + beta * kl_div
-
-
-def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension, same shape as mu."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def free_bits_kl(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
@@ -62,9 +59,14 @@ class KLWarmup:
         return self.start + (self.beta - self.start) * step / self.steps
 
 
+def log_mean_exp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log (1/n) sum_i exp(a_i) along `dim`, computed stably."""
+    return torch.logsumexp(a, dim) - math.log(a.shape[dim])
+
+
 def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
     """log (1/k) sum_i w_i from log-weights of shape (k, B); shape (B,). k=1 is the ELBO."""
-    return torch.logsumexp(log_w, 0) - math.log(log_w.shape[0])
+    return log_mean_exp(log_w, 0)
 
 
 def iwae_loss(model, x, y=None, k: int = 5) -> StepOutput:

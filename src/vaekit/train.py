@@ -9,10 +9,8 @@ model to `model/` and a resumable `checkpoint/` (all written atomically).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import inspect
 import warnings
 import json
 import math
@@ -21,18 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corruption import corrupt, parse_corruption
 from .data import check_probabilities, dynamic_binarize
 from . import distributed as dist
-from .distributions import InputError
-from .io import atomic_write_bytes, load
+from .errors import InputError
+from .precision import PRECISIONS, autocast, check_precision, resolve_precision
+from .io import WEIGHTS_NAME, atomic_write_bytes
 from .objectives import KLWarmup, StepOutput, iwae_loss
 
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -67,23 +66,9 @@ class TrainConfig:
             parse_corruption(self.corrupt)
             if self.objective != "elbo":
                 raise InputError("Denoising training (corrupt=...) works with the 'elbo' objective only.")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"Unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}.")
+        check_precision(self.precision, PRECISIONS)
         if self.epochs < 0 or self.batch_size < 1 or self.k < 1:
             raise InputError("epochs must be >= 0, and batch_size and k >= 1.")
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' becomes bf16 where the hardware runs it fast (CUDA with bf16, CPUs with AMX/AVX512-BF16)."""
-    if name != "auto":
-        if name == "fp16" and device.type != "cuda":
-            raise InputError("precision 'fp16' needs a CUDA device; use 'bf16' on CPUs.")
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    fast_bf16 = getattr(torch.backends.mkldnn, "is_available", lambda: False)() and \
-        getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
-    return "bf16" if fast_bf16 else "fp32"
 
 
 def _tensors(data, model):
@@ -94,7 +79,7 @@ def _tensors(data, model):
     elif hasattr(data, "x"):
         data, y = data.x, getattr(data, "y", None)
     x = model.check_input(torch.as_tensor(data, dtype=torch.float32))
-    if getattr(model, "conditional", False):
+    if model.conditional:
         if y is None:
             raise InputError("A conditional model needs labels: give a dataset with labels y.")
         y = torch.as_tensor(y).long()
@@ -132,10 +117,7 @@ class Trainer:
             return self.model.loss(x, y, beta=beta, free_bits=cfg.free_bits)
 
     def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def _eager_step(self, xb, yb, beta, gen):
         out = self.objective(xb, yb, beta, gen)
@@ -151,8 +133,8 @@ class Trainer:
     def _prepare(self, train, val):
         """Move model and data to the device, in the memory layout and checks the model wants."""
         cfg, model = self.config, self.model
-        if cfg.corrupt and "target" not in inspect.signature(model.loss).parameters:
-            raise InputError(f"{type(model).__name__} cannot be trained as a denoising VAE; use VAE, ConvVAE or CVAE.")
+        if cfg.corrupt and not model.capabilities.denoising:
+            raise InputError(f"{type(model).__name__} cannot be trained as a denoising model; use a VAE family.")
         layout = torch.channels_last if cfg.channels_last and len(getattr(model, "data_shape", ())) == 3 \
             else torch.contiguous_format
         model.to(self.device, memory_format=layout)
@@ -171,8 +153,8 @@ class Trainer:
             xv, yv = place(val)
             if cfg.binarize:  # the validation set is binarized once, like a test set
                 xv = dynamic_binarize(xv, torch.Generator(device=xv.device).manual_seed(cfg.seed + 2))
-        if getattr(model.config, "dataset_size", 0) is None:
-            model.config.dataset_size = len(x)  # beta-TC-VAE's N in its estimate of q(z)
+        if model.capabilities.needs_dataset_size:
+            model.set_dataset_size(len(x))  # e.g. beta-TC-VAE's N in its estimate of q(z)
         if cfg.compile:
             self._step_fn = _compiled(self._eager_step)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -234,7 +216,7 @@ class Trainer:
         if val is not None and best_weights is not None:
             model.load_state_dict(best_weights)
         elif val is not None and self.out_dir is not None and (self.out_dir / "model").exists():
-            model.load_state_dict(load(self.out_dir / "model", map_location=self.device).state_dict())
+            model.load_state_dict(load_file(str(self.out_dir / "model" / WEIGHTS_NAME), device=str(self.device)))
         dist.barrier()
         model.eval()
         return self.history

@@ -102,7 +102,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     # ---- fitting ---------------------------------------------------------------------------
     def fit(self, X, y=None):
         """Train the VAE on X (normal data; y is ignored) and set the threshold. Returns self."""
-        from ..build import build_model
+        from ..models.registry import build_model
         from ..train import Trainer, TrainConfig
 
         self._check_params()
@@ -240,7 +240,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     @classmethod
     def load(cls, folder, device: str | None = None) -> "AnomalyDetector":
         """A detector saved by `save` (or the `detector/` folder of a `vaekit anomaly fit` run)."""
-        from ..io import load
+        from ..loading import load
 
         folder = Path(folder)
         if not (folder / DETECTOR_FILE).exists() and (folder / "detector" / DETECTOR_FILE).exists():

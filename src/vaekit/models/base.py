@@ -1,60 +1,57 @@
-"""The shared VAE: prior, posterior and likelihood as distributions; ELBO, IWAE weights, sampling.
+"""The shared VAE: prior, posterior and likelihood as distributions; one ELBO, IWAE weights, sampling.
 
-A model family only builds its networks (`encoder`, `fc_mu`, `fc_logvar`, `decoder`) and says
-what shape its data has; everything probabilistic lives here once.
+A model family builds its networks and says what shape its data has. What differs between
+families is said through a few hooks, and the objectives are written once on top of them:
+
+    draws(x, y, k)      k reparameterised samples z ~ q(z|x) with log q(z|x)       (Draw)
+    log_px(draw, x, y)  log p(x|z) of each sample                                (k, B)
+    log_prior(draw)     log p(z) of each sample                                  (k, B)
+    kl_units(draw)      KL(q || p) split into the units free bits floor          (..., U)
+    penalty(...)        what the loss charges for the KL (beta-TCVAE splits it)
+
+    loss        = mean_b [ beta * penalty - log p(x|z) ]           one sample per example
+    elbo        = mean_k [ log p(x|z_k) - KL ]                      analytic KL where there is one
+    log_weights = log p(x|z_k) + log p(z_k) - log q(z_k|x)         for the importance-sampled log p(x)
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
+from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
-from ..distributions import InputError, diagonal_gaussian, make_likelihood, standard_normal
-from ..objectives import StepOutput, free_bits_kl, gaussian_kl_per_dim
+from ..capabilities import Capabilities
+from ..distributions import DiagonalGaussian, StandardNormal, make_likelihood
+from ..objectives import StepOutput, free_bits_kl
+from .core import ImageShape, Model, inference
+from .registry import register
 
-MODELS: dict[str, type["BaseVAE"]] = {}
-
-
-def register(cls):
-    """Class decorator: make a model family loadable by its `model_type`."""
-    MODELS[cls.model_type] = cls
-    return cls
+__all__ = ["BaseVAE", "Draw", "ImageShape", "register"]
 
 
-class ImageShape:
-    """`data_shape` and `image_shape` of a model for images: (in_channels, *image_size) of its config."""
+@dataclass
+class Draw:
+    """k reparameterised samples from q(z|x) for a batch of B examples, and what came with them."""
 
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        return (self.config.in_channels, *self.config.image_size)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return self.data_shape
+    z: torch.Tensor  # (k, B, L): codes as `decode` takes them (hierarchical: the joint code)
+    log_q: torch.Tensor  # (k, B): log q(z|x) of each code
+    q: Distribution | None = None  # q(z|x) with batch shape (B,), where the model has one object for it
+    params: torch.Tensor | None = None  # (k * B, ...): decoder output, where the posterior pass computed it
+    layers: list | None = None  # hierarchical models: the (q_i, p_i, z_i) of every latent group
 
 
-class BaseVAE(nn.Module):
+class BaseVAE(Model):
     """A VAE with a diagonal Gaussian posterior, a N(0, I) prior and a chosen likelihood."""
 
-    model_type = ""
-    config_class: type = None
-    conditional = False  # True when encode/decode take a label y
+    capabilities = Capabilities()
+    free_bits_scale = 1  # latent dimensions per free-bits unit (a flow's KL is one unit of latent_dim)
 
     def __init__(self, config):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.lik = make_likelihood(config.likelihood, getattr(config, "sigma", 1.0))
 
     # ---- what a family defines -------------------------------------------------------------
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        """Shape of one example as the networks take it, e.g. (784,) or (1, 28, 28)."""
-        raise NotImplementedError
-
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
@@ -69,19 +66,25 @@ class BaseVAE(nn.Module):
         """Raw decoder output (logits or parameters) for latents z of shape (B, L)."""
         return self.decoder(self.decoder_input(z, y))
 
+    def set_dataset_size(self, n: int) -> None:
+        """Told the number of training examples before training (families that need it override)."""
+
     # ---- the chapter's API -----------------------------------------------------------------
     def encode(self, x, y=None):
         """(mu, logvar) of q(z|x), each (B, latent_dim). A single unbatched example gives (latent_dim,)."""
         x, single = self._batch(x)
+        _, mu, logvar = self._encoder_outputs(x, y)
+        return (mu[0], logvar[0]) if single else (mu, logvar)
+
+    def _encoder_outputs(self, x, y):
+        """(h, mu, logvar) for a batch: the encoder's hidden state and the posterior's parameters."""
         h = self.encoder(self.encoder_input(x, self._labels(y, x)))
         dtype = self.fc_mu.weight.dtype  # the weights' precision (fp32) even under bf16 autocast
-        mu, logvar = self.fc_mu(h).to(dtype), self.fc_logvar(h).to(dtype)
-        return (mu[0], logvar[0]) if single else (mu, logvar)
+        return h, self.fc_mu(h).to(dtype), self.fc_logvar(h).to(dtype)
 
     def reparameterize(self, mu, logvar):
         """z = mu + sigma * eps with eps ~ N(0, I), differentiable in mu and logvar."""
-        std = torch.exp(0.5 * logvar)
-        return mu + torch.randn_like(std) * std
+        return DiagonalGaussian(mu, logvar).rsample()
 
     def decode(self, z, y=None):
         """Mean of p(x|z) in data space (probabilities for a Bernoulli likelihood)."""
@@ -91,20 +94,22 @@ class BaseVAE(nn.Module):
         return out[0] if single else out
 
     def forward(self, x, y=None):
-        """The chapter's forward pass: (x_recon, mu, logvar) with one reparameterized sample."""
-        mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar)
-        return self.decode(z, y), mu, logvar
+        """The chapter's forward pass: (x_recon, mu, logvar) with one reparameterized sample.
+
+        mu and logvar are the (base) Gaussian's, as `encode` returns them."""
+        x, single = self._batch(x)
+        q = self.posterior(x, y)
+        out = (self.decode(q.rsample(), y), q.mu, q.logvar)
+        return tuple(t[0] for t in out) if single else out
 
     # ---- distributions ---------------------------------------------------------------------
     def prior(self) -> Distribution:
         """p(z) = N(0, I) over latent_dim."""
-        return standard_normal((self.latent_dim,), self._anchor())
+        return StandardNormal((self.latent_dim,), self._anchor())
 
     def posterior(self, x, y=None) -> Distribution:
         """q(z|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,)."""
-        mu, logvar = self.encode(self.as_batch(x), y)
-        return diagonal_gaussian(mu, logvar)
+        return DiagonalGaussian(*self.encode(self.as_batch(x), y))
 
     def likelihood(self, z, y=None) -> Distribution:
         """p(x|z) with batch shape z.shape[:-1] and event shape `data_shape`."""
@@ -114,104 +119,96 @@ class BaseVAE(nn.Module):
         params = params.reshape(*lead, *params.shape[1:])  # (..., P*C, H, W) or (..., P*D)
         return self.lik(params, len(self.data_shape))
 
+    # ---- the hooks the objectives are written on ---------------------------------------------
+    def draws(self, x, y, k: int):
+        """Yield Draws that together hold k posterior samples per example (one Draw here)."""
+        q = self.posterior(x, y)
+        z, log_q = q.rsample_with_log_prob((k,))  # (k, B, L), (k, B)
+        yield Draw(z, log_q, q)
+
+    def log_px(self, draw: Draw, x, y=None) -> torch.Tensor:
+        """log p(x|z) for each sample of the draw, (k, B)."""
+        return self.likelihood(draw.z, y).log_prob(x)
+
+    def log_prior(self, draw: Draw) -> torch.Tensor:
+        """log p(z) for each sample of the draw, (k, B)."""
+        return self.prior().log_prob(draw.z)
+
+    def kl_units(self, draw: Draw) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per free-bits unit, summing to the KL: closed form per dimension, (B, L)."""
+        return draw.q.kl_per_dim()
+
+    def penalty(self, draw: Draw, units: torch.Tensor, free_bits: float):
+        """(what the loss charges for the KL (B,), extra per-example terms) from the KL units (B, U).
+
+        Free bits floor each unit's batch-mean KL at `free_bits * free_bits_scale` nats."""
+        if free_bits > 0:
+            return free_bits_kl(units, free_bits * self.free_bits_scale), {}
+        return units.sum(-1), {}
+
+    def kl(self, draw: Draw) -> torch.Tensor:
+        """The KL estimate of each sample of the draw ((B,) when it does not depend on the sample)."""
+        return self.kl_units(draw).sum(-1)
+
     # ---- objectives ------------------------------------------------------------------------
     def loss(self, x, y=None, beta: float = 1.0, free_bits: float = 0.0, target=None) -> StepOutput:
         """Negative ELBO (beta-weighted KL, optional free bits) averaged over the batch.
 
         With `target` (e.g. clean images while x is corrupted) the decoder is scored on the target:
-        the objective of a denoising VAE.
+        the objective of a denoising VAE. Terms per example: reconstruction, kl, elbo (+ the family's).
         """
         x = self.as_batch(x)
         target = x if target is None else self.as_batch(target)
-        mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar)
-        rec = self.likelihood(z, y).log_prob(target)  # (B,)
-        kl_dims = gaussian_kl_per_dim(mu, logvar)  # (B, L)
-        kl = kl_dims.sum(-1)
-        kl_charged = free_bits_kl(kl_dims, free_bits) if free_bits > 0 else kl
-        loss = (beta * kl_charged - rec).mean()
-        return StepOutput(loss, {"reconstruction": -rec, "kl": kl, "elbo": rec - kl})
+        draw = next(iter(self.draws(x, y, 1)))
+        rec = self.log_px(draw, target, y)[0]  # (B,)
+        units = self.kl_units(draw).reshape(x.shape[0], -1)  # (B, U)
+        kl = units.sum(-1)
+        charged, extra = self.penalty(draw, units, free_bits)
+        loss = (beta * charged - rec).mean()
+        return StepOutput(loss, {"reconstruction": -rec, "kl": kl, "elbo": rec - kl, **extra})
 
     def elbo(self, x, y=None, n_samples: int = 1) -> torch.Tensor:
         """Per-example ELBO (nats), averaged over `n_samples` posterior samples; shape (B,)."""
         x = self.as_batch(x)
-        q = self.posterior(x, y)
-        z = q.rsample((n_samples,))  # (S, B, L)
-        rec = self.likelihood(z, y).log_prob(x).mean(0)
-        return rec - kl_divergence(q, self.prior())
+        parts = [self.log_px(d, x, y) - self.kl(d) for d in self.draws(x, y, n_samples)]  # each (n, B)
+        return torch.cat(parts).mean(0)
 
     def sample_posterior(self, x, y=None, k: int = 1):
         """k reparameterized samples z ~ q(z|x) and their log-densities: ((k, B, L), (k, B))."""
-        q = self.posterior(x, y)
-        z = q.rsample((k,))
-        return z, q.log_prob(z)
+        draws = list(self.draws(self.as_batch(x), y, k))
+        return torch.cat([d.z for d in draws]), torch.cat([d.log_q for d in draws])
 
     def log_weights(self, x, y=None, k: int = 1) -> torch.Tensor:
         """log p(x, z_i) - log q(z_i | x) for k posterior samples; shape (k, B)."""
         x = self.as_batch(x)
-        z, log_q = self.sample_posterior(x, y, k)  # (k, B, L), (k, B)
-        return self.likelihood(z, y).log_prob(x) + self.prior().log_prob(z) - log_q
+        return torch.cat([self.log_px(d, x, y) + self.log_prior(d) - d.log_q for d in self.draws(x, y, k)])
 
-    def log_likelihood(self, x, y=None, k: int = 1000, chunk: int = 500) -> torch.Tensor:
-        """Importance-sampled log p(x) (Burda et al.) with k samples, in chunks; shape (B,), float64."""
-        parts = []
-        for start in range(0, k, chunk):
-            with torch.no_grad():
-                lw = self.log_weights(x, y, min(chunk, k - start)).double()  # (chunk, B)
-            parts.append(torch.logsumexp(lw, 0))
-        return torch.logsumexp(torch.stack(parts), 0) - math.log(k)
+    def log_likelihood(self, x, y=None, k: int = 1000, chunk: int | None = None, seed: int = 0,
+                       precision: str = "fp32") -> torch.Tensor:
+        """Importance-sampled log p(x) (Burda et al.) with k samples; shape (B,), float64.
+
+        The same estimator, seeding and numbers as `vaekit.evaluate(model, x, k=k, seed=seed)`."""
+        from ..importance import importance_log_likelihood
+
+        with inference(self):
+            return importance_log_likelihood(self, x, y, k=k, chunk=chunk, seed=seed, precision=precision)[0]
 
     def reconstruct(self, x, y=None) -> torch.Tensor:
         """decode(posterior mean): the model's deterministic reconstruction of x."""
         return self.decode(self.encode(x, y)[0], y)
 
+    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """n codes z ~ p(z), the prior's noise scaled by `temperature`: (n, latent_dim)."""
+        return self.prior().sample((n,)) * temperature
+
     @torch.no_grad()
     def sample(self, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
         """n new examples: decode z ~ p(z) = N(0, I), its noise scaled by `temperature` (below 1:
         more typical, less varied samples). No gradient; `decode` is the differentiable path."""
-        z = self.prior().sample((n,)) * temperature
-        return self.decode(z, y)
-
-    # ---- input handling --------------------------------------------------------------------
-    def as_batch(self, x) -> torch.Tensor:
-        """x as a float batch of shape (B, *data_shape); accepts flat or image layouts."""
-        return self._batch(x)[0]
-
-    def check_input(self, x) -> torch.Tensor:
-        """as_batch plus finiteness and likelihood-support checks; raises InputError."""
-        x = self.as_batch(x)
-        self.lik.check(x)
-        return x
-
-    def _batch(self, x):
-        if not torch.is_tensor(x):
-            x = torch.as_tensor(x)
-        shape, size = self.data_shape, math.prod(self.data_shape)
-        x = x.to(self._anchor().dtype) if not torch.is_floating_point(x) else x
-        if x.shape == shape or (x.dim() == 1 and x.numel() == size):
-            return x.reshape(1, *shape), True
-        if x.dim() >= 2 and math.prod(x.shape[1:]) == size:
-            return x.reshape(x.shape[0], *shape), False
-        raise InputError(
-            f"Expected examples of shape {tuple(shape)} ({size} values each), got a tensor of shape "
-            f"{tuple(x.shape)}; reshape the data or build the model for this size."
-        )
+        return self.decode(self.sample_prior(n, temperature), y)
 
     def _labels(self, y, like, lead=None):
         return y
-
-    def _anchor(self) -> torch.Tensor:
-        return next(self.parameters())
-
-    # ---- saving ----------------------------------------------------------------------------
-    def save_pretrained(self, folder) -> None:
-        """Write `config.json` and `model.safetensors` into `folder`, atomically."""
-        from ..io import save_pretrained
-
-        save_pretrained(self, folder)
-
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)
 
     def extra_repr(self) -> str:
         return f"likelihood={self.lik.name}, latent_dim={self.latent_dim}"

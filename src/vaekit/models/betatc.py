@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Normal
 
-from ..distributions import InputError, diagonal_gaussian
-from ..objectives import StepOutput, free_bits_kl, gaussian_kl_per_dim
-from .base import register
+from ..distributions import diagonal_gaussian
+from ..errors import InputError
+from ..objectives import free_bits_kl
+from .registry import Option, register
 from .vae import VAE, VAEConfig
 
 ESTIMATORS = ("stratified", "mws")
@@ -102,41 +103,42 @@ class BetaTCVAEConfig(VAEConfig):
             raise InputError(f"dataset_size must be the number of training examples (1 or more), got {self.dataset_size}.")
 
 
-@register
+@register(summary="beta-TCVAE (total-correlation penalty)",
+          options=(Option("--tc-weight", "beta", float, "weight of the total correlation (default 6)"),),
+          tiny={"hidden_dims": (32,), "dataset_size": 1797})
 class BetaTCVAE(VAE):
     """BetaTCVAE(input_dim, latent_dim, alpha=1, beta=6, gamma=1): the MLP VAE with the beta-TC loss.
 
-    Only the training loss changes: `elbo`, `log_weights` and `log_likelihood` are the shared
-    ones (closed-form KL), so evaluation numbers compare directly with other models.
+    Only what the loss charges for the KL changes (`penalty`): `elbo`, `log_weights` and
+    `log_likelihood` are the shared ones (closed-form KL), so evaluation numbers compare directly.
+    The loss's terms per example: reconstruction, kl (closed form), elbo, mi, tc and dim_kl.
     """
 
     model_type = "betatc"
     config_class = BetaTCVAEConfig
+    capabilities = VAE.capabilities.replace(needs_dataset_size=True)
 
     def __init__(self, input_dim: int = 784, latent_dim: int = 20, config: BetaTCVAEConfig | None = None, **kwargs):
         config = config or BetaTCVAEConfig(input_dim=input_dim, latent_dim=latent_dim, **kwargs)
         super().__init__(config=config)
 
-    def loss(self, x, y=None, beta: float = 1.0, free_bits: float = 0.0) -> StepOutput:
-        """-E[log p(x|z)] + beta * (alpha * MI + config.beta * TC + gamma * dimension-wise KL), batch mean.
+    def set_dataset_size(self, n: int) -> None:
+        """N of the aggregate posterior q(z) = (1/N) sum_n q(z|x_n), unless the config fixed it."""
+        if self.config.dataset_size is None:
+            self.config.dataset_size = int(n)
 
-        The `beta` argument is the Trainer's KL weight (KL warm-up): it scales all three KL-type
-        terms together, so at beta=1 (the default, and the end of a warm-up to 1) the weights are
-        exactly the config's alpha, beta and gamma. Free bits floor the batch-mean dimension-wise
-        KL of each latent dimension at `free_bits` nats.
+    def penalty(self, draw, units, free_bits: float):
+        """alpha * MI + config.beta * TC + gamma * dimension-wise KL per example, and those terms.
 
-        Terms per example: reconstruction, mi, tc, dim_kl, kl (closed form) and elbo (with it).
+        The Trainer's KL weight (`beta` of `loss`, e.g. a KL warm-up) scales all three together,
+        so at 1 the weights are exactly the config's alpha, beta and gamma. Free bits floor the
+        batch-mean dimension-wise KL of each latent dimension at `free_bits` nats. The reported
+        `kl` and `elbo` keep the closed-form KL, so they compare directly with other models.
         """
         cfg = self.config
-        x = self.as_batch(x)
-        mu, logvar = self.encode(x, y)
-        z = self.reparameterize(mu, logvar)  # (B, L)
-        rec = self.likelihood(z, y).log_prob(x)  # (B,)
-        mi, tc, dim_kl_dims = kl_decomposition(z, mu, logvar, cfg.dataset_size, cfg.estimator)
+        q = draw.q
+        mi, tc, dim_kl_dims = kl_decomposition(draw.z[0], q.mu, q.logvar, cfg.dataset_size, cfg.estimator)
         dim_kl = dim_kl_dims.sum(-1)  # (B,)
         dim_kl_charged = free_bits_kl(dim_kl_dims, free_bits) if free_bits > 0 else dim_kl
-        penalty = cfg.alpha * mi + cfg.beta * tc + cfg.gamma * dim_kl_charged
-        loss = (beta * penalty - rec).mean()
-        kl = gaussian_kl_per_dim(mu, logvar).sum(-1)  # (B,)
-        terms = {"reconstruction": -rec, "kl": kl, "elbo": rec - kl, "mi": mi, "tc": tc, "dim_kl": dim_kl}
-        return StepOutput(loss, terms)
+        charged = cfg.alpha * mi + cfg.beta * tc + cfg.gamma * dim_kl_charged
+        return charged, {"mi": mi, "tc": tc, "dim_kl": dim_kl}

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from ..nets import ConvDecoder, ConvEncoder
-from .base import BaseVAE, ImageShape, register
+from .base import BaseVAE
+from .core import ImageShape
+from .registry import register
 
 
 @dataclass
@@ -26,7 +28,7 @@ class ConvVAEConfig:
         self.channels = tuple(self.channels)
 
 
-@register
+@register(summary="convolutional", data="image", tiny={"channels": (8, 16), "fc_dim": 32})
 class ConvVAE(ImageShape, BaseVAE):
     """ConvVAE(latent_dim=20): Conv(32)-Conv(64)-FC(256) encoder and its transposed mirror."""
 

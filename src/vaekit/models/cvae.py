@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..distributions import InputError
-from .base import register
+from ..errors import InputError
+from .registry import register
 from .vae import VAE, VAEConfig
 
 
@@ -18,13 +18,13 @@ class CVAEConfig(VAEConfig):
     hidden_dims: tuple[int, ...] = (256,)  # the chapter's CVAE has one hidden layer of 256
 
 
-@register
+@register(summary="conditional on the class label", tiny={"hidden_dims": (32,)})
 class CVAE(VAE):
     """CVAE(input_dim, latent_dim, num_classes): q(z|x, y) and p(x|z, y), y one-hot or integer."""
 
     model_type = "cvae"
     config_class = CVAEConfig
-    conditional = True
+    capabilities = VAE.capabilities.replace(conditional=True)
 
     def __init__(self, input_dim: int = 784, latent_dim: int = 20, num_classes: int = 10,
                  config: CVAEConfig | None = None, **kwargs):

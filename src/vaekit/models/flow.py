@@ -9,21 +9,19 @@ but its KL to the prior has no closed form, so the loss uses the Monte Carlo est
 log q(z_K|x) - log p(z_K) on the same sample that the decoder sees.
 
 Only what differs from the shared Gaussian VAE is overridden (`FlowPosteriorMixin`): the
-posterior sample, the loss, the ELBO and the chapter's forward pass. `encode` still returns the
-base Gaussian's (mu, logvar), and `posterior(x)` is that base Gaussian q0(z0|x); samples of
-the flowed posterior and their log-densities come from `sample_posterior(x, y, k)`.
+posterior, a `FlowPosterior` distribution whose samples come with their log-densities, and the
+KL, a Monte Carlo estimate. `encode` still returns the base Gaussian's (mu, logvar).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from ..distributions import InputError, diagonal_gaussian
-from ..flows import FLOWS, build_flows
-from ..objectives import StepOutput, free_bits_kl
-from .base import register
+from ..capabilities import Capabilities
+from ..distributions import DiagonalGaussian
+from ..errors import InputError
+from ..flows import FLOWS, FlowPosterior, build_flows
+from .registry import Option, register
 from .conv import ConvVAE, ConvVAEConfig
 from .vae import VAE, VAEConfig
 
@@ -63,67 +61,46 @@ class FlowPosteriorMixin:
     """Turns a Gaussian-posterior VAE family into one with a flow posterior.
 
     Put it before the family in the bases and call `_build_flows()` after the family's __init__.
+    Only `posterior` (the flowed q) and the KL (a Monte Carlo estimate) change; the objectives
+    are the shared ones.
     """
+
+    capabilities = Capabilities(posterior="flow")
 
     def _build_flows(self):
         cfg = self.config
         context_dim = self.fc_mu.in_features if cfg.flow_context else 0  # width of h
         self.flows = build_flows(cfg.flow, cfg.flow_length, cfg.latent_dim, context_dim, cfg.flow_hidden)
 
-    def _flowed_samples(self, x, y, k: int):
-        """k samples z_K ~ q(z_K|x) with log q(z_K|x), plus the base (mu, logvar).
+    @property
+    def free_bits_scale(self) -> int:
+        """The KL of a flow does not split into per-dimension parts: free bits floor the batch-mean
+        KL of the whole latent vector at `free_bits * latent_dim` nats (one group of all dimensions)."""
+        return self.latent_dim
 
-        Returns z (k, B, L), log_q (k, B), mu (B, L), logvar (B, L).
-        """
-        x = self.as_batch(x)
-        h = self.encoder(self.encoder_input(x, self._labels(y, x)))  # (B, H)
-        mu, logvar = self.fc_mu(h), self.fc_logvar(h)
-        q0 = diagonal_gaussian(mu, logvar)
-        z0 = q0.rsample((k,))  # (k, B, L)
-        z, log_abs_det = self.flows(z0, h)  # h (B, H) broadcasts over the k samples
-        return z, q0.log_prob(z0) - log_abs_det, mu, logvar
+    def posterior(self, x, y=None) -> FlowPosterior:
+        """q(z_K|x): the base Gaussian pushed through the flows amortized on the encoder's h."""
+        h, mu, logvar = self._encoder_outputs(self.as_batch(x), y)  # (B, H), (B, L), (B, L)
+        return FlowPosterior(DiagonalGaussian(mu, logvar), self.flows, h)
 
-    def sample_posterior(self, x, y=None, k: int = 1):
-        """k reparameterized samples of the flowed posterior and their log-densities: ((k, B, L), (k, B))."""
-        z, log_q, _, _ = self._flowed_samples(x, y, k)
-        return z, log_q
-
-    def forward(self, x, y=None):
-        """The chapter's forward pass: (x_recon, mu, logvar), x_recon decoded from one flowed sample.
-
-        mu and logvar are the base Gaussian's, as `encode` returns them.
-        """
-        xb, single = self._batch(x)
-        z, _, mu, logvar = self._flowed_samples(xb, y, 1)
-        x_recon = self.decode(z[0], y)  # (B, *data_shape)
-        return (x_recon[0], mu[0], logvar[0]) if single else (x_recon, mu, logvar)
-
-    def loss(self, x, y=None, beta: float = 1.0, free_bits: float = 0.0) -> StepOutput:
-        """Negative ELBO with the single-sample Monte Carlo KL log q(z_K|x) - log p(z_K), averaged.
-
-        `beta` weights the KL. The KL of a flow does not split into per-dimension parts, so free
-        bits floor the batch-mean KL of the whole latent vector at `free_bits * latent_dim` nats
-        (Kingma et al.'s free bits with all dimensions as one group).
-        """
-        x = self.as_batch(x)
-        z, log_q, _, _ = self._flowed_samples(x, y, 1)
-        z, log_q = z[0], log_q[0]  # (B, L), (B,)
-        rec = self.likelihood(z, y).log_prob(x)  # (B,)
-        kl = log_q - self.prior().log_prob(z)  # (B,)
-        kl_charged = free_bits_kl(kl.unsqueeze(-1), free_bits * self.latent_dim) if free_bits > 0 else kl
-        loss = (beta * kl_charged - rec).mean()
-        return StepOutput(loss, {"reconstruction": -rec, "kl": kl, "elbo": rec - kl})
-
-    def elbo(self, x, y=None, n_samples: int = 1) -> torch.Tensor:
-        """Per-example ELBO (nats): the mean of `n_samples` log-weights log p(x, z_K) - log q(z_K|x); (B,)."""
-        return self.log_weights(x, y, n_samples).mean(0)
+    def kl_units(self, draw):
+        """The single-sample Monte Carlo KL log q(z_K|x) - log p(z_K), as one unit: (k, B, 1)."""
+        return (draw.log_q - self.log_prior(draw)).unsqueeze(-1)
 
     def extra_repr(self) -> str:
         cfg = self.config
         return f"{super().extra_repr()}, flow={cfg.flow} x {cfg.flow_length}"
 
 
-@register
+FLOW_OPTIONS = (
+    Option("--flow", "flow", str, "flow of the posterior", choices=tuple(FLOWS)),
+    Option("--flow-length", "flow_length", int, "flow layers"),
+)
+TINY_FLOW = {"flow_length": 2, "flow_hidden": 16}
+
+
+@register(summary="flow posterior (IAF or planar)", options=FLOW_OPTIONS,
+          tiny={"hidden_dims": (32,), **TINY_FLOW})
 class FlowVAE(FlowPosteriorMixin, VAE):
     """FlowVAE(input_dim, latent_dim, flow='iaf', flow_length=4): the MLP VAE with a flow posterior."""
 
@@ -136,7 +113,8 @@ class FlowVAE(FlowPosteriorMixin, VAE):
         self._build_flows()
 
 
-@register
+@register(summary="convolutional, flow posterior", data="image", options=FLOW_OPTIONS,
+          tiny={"channels": (8, 16), "fc_dim": 32, **TINY_FLOW})
 class ConvFlowVAE(FlowPosteriorMixin, ConvVAE):
     """ConvFlowVAE(latent_dim, flow='iaf', flow_length=4): the ConvVAE with a flow posterior."""
 

@@ -36,10 +36,13 @@ import torch.nn as nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ..cells import Downsample, Upsample, residual_stack, scaled_init
-from ..distributions import InputError, full_precision
+from ..capabilities import Capabilities
+from ..errors import InputError
 from ..nets import padded_size
-from ..objectives import StepOutput, free_bits_kl
-from .base import BaseVAE, ImageShape, register
+from ..precision import full_precision
+from .base import BaseVAE, Draw
+from .core import ImageShape
+from .registry import register
 
 LOG_SCALE_BOUND = 5.0  # log standard deviations of every latent Gaussian stay within (-5, 5)
 
@@ -114,13 +117,15 @@ class TopDownGroup(nn.Module):
         self.cells = residual_stack(channels, cells, squeeze_excitation)
 
 
-@register
+@register(summary="hierarchical, top-down inference", data="image", uses_latent_dim=False,
+          tiny={"groups_per_scale": (1, 1), "hidden_channels": 8, "latent_channels": 2})
 class HierarchicalVAE(ImageShape, BaseVAE):
     """HierarchicalVAE(groups_per_scale=(2, 2), hidden_channels=32, ...): spatial latent groups
     at several scales, a bottom-up encoder and a shared top-down prior/posterior path."""
 
     model_type = "hvae"
     config_class = HierarchicalVAEConfig
+    capabilities = Capabilities(posterior="hierarchical")
     # images per network pass when log_weights / elbo repeat a batch k times; on CPU 2048 took
     # 1.8x as long as 256 (its 50 MB activations leave the caches)
     max_eval_batch = 256
@@ -295,72 +300,46 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         params, _ = self.top_down(batch=n, mode="sample", temperature=temperature)
         return self.lik.mean(params, len(self.data_shape))
 
-    # ---- objectives ------------------------------------------------------------------------
-    def loss(self, x, y=None, beta: float = 1.0, free_bits: float = 0.0) -> StepOutput:
-        """Negative ELBO with beta-weighted KL, averaged over the batch; terms per example.
-
-        Terms: reconstruction, kl, elbo and kl_0 (top) ... kl_{L-1} (nearest the data).
-        `free_bits` (nats) floors the batch-mean KL of each latent channel of each group (summed
-        over its spatial positions), so no channel gains from collapsing onto its prior.
-        """
-        x = self.as_batch(x)
-        params, layers = self.top_down(feats=self.bottom_up(x))
-        rec = self.lik(params, len(self.data_shape)).log_prob(x)  # (B,)
-        kl_maps = [kl_divergence(layer.q.base_dist, layer.p.base_dist) for layer in layers]  # each (B, lc, h, w)
-        kl_layers = [m.sum(dim=(1, 2, 3)) for m in kl_maps]  # each (B,)
-        kl = torch.stack(kl_layers).sum(0)
-        if free_bits > 0:
-            kl_channels = torch.cat([m.sum(dim=(2, 3)) for m in kl_maps], dim=1)  # (B, L * lc)
-            kl_charged = free_bits_kl(kl_channels, free_bits)
-        else:
-            kl_charged = kl
-        loss = (beta * kl_charged - rec).mean()
-        terms = {"reconstruction": -rec, "kl": kl, "elbo": rec - kl}
-        terms.update({f"kl_{i}": k for i, k in enumerate(kl_layers)})
-        return StepOutput(loss, terms)
-
-    def _posterior_passes(self, x: torch.Tensor, k: int):
-        """Yield (n, x repeated n times, decoder params, layers) for k posterior samples per example.
+    # ---- the hooks of the shared objectives ---------------------------------------------------
+    def draws(self, x, y, k: int):
+        """Yield Draws of joint codes for k posterior samples per example, in chunks.
 
         The bottom-up pass runs once; its features are repeated sample-major ((n * B, ...)) and
         the top-down pass runs on at most `max_eval_batch` images at a time.
         """
         feats = self.bottom_up(x)
-        per = max(1, self.max_eval_batch // x.shape[0])
+        b = x.shape[0]
+        per = max(1, self.max_eval_batch // b)
         for start in range(0, k, per):
             n = min(per, k - start)
             params, layers = self.top_down(feats=[repeat_samples(f, n) for f in feats])
-            yield n, repeat_samples(x, n), params, layers
+            z = self.join_code([layer.z for layer in layers]).view(n, b, -1)  # (n, B, total_latent_dim)
+            log_q = sum(layer.q.log_prob(layer.z) for layer in layers).view(n, b)
+            yield Draw(z, log_q, params=params, layers=layers)
 
-    def elbo(self, x, y=None, n_samples: int = 1) -> torch.Tensor:
-        """Per-example ELBO (nats) with analytic per-group KLs, averaged over n_samples; shape (B,)."""
-        x = self.as_batch(x)
-        parts = []
-        for n, xs, params, layers in self._posterior_passes(x, n_samples):
-            rec = self.lik(params, len(self.data_shape)).log_prob(xs)  # (n * B,)
-            kl = sum(kl_divergence(layer.q, layer.p) for layer in layers)  # (n * B,)
-            parts.append((rec - kl).view(n, x.shape[0]))
-        return torch.cat(parts).mean(0)
+    def log_px(self, draw: Draw, x, y=None) -> torch.Tensor:
+        """log p(x|z) from the decoder output the top-down pass computed, (n, B)."""
+        n = draw.z.shape[0]
+        return self.lik(draw.params, len(self.data_shape)).log_prob(repeat_samples(x, n)).view(n, -1)
 
-    def sample_posterior(self, x, y=None, k: int = 1):
-        """k joint codes z ~ q(z|x) (all groups, top first) and their log q: ((k, B, D), (k, B))."""
-        x = self.as_batch(x)
-        codes, log_qs = [], []
-        for n, _, _, layers in self._posterior_passes(x, k):
-            codes.append(self.join_code([layer.z for layer in layers]).view(n, x.shape[0], -1))
-            log_qs.append(sum(layer.q.log_prob(layer.z) for layer in layers).view(n, x.shape[0]))
-        return torch.cat(codes), torch.cat(log_qs)
+    def log_prior(self, draw: Draw) -> torch.Tensor:
+        """sum_i log p(z_i | z_<i), (n, B)."""
+        n = draw.z.shape[0]
+        return sum(layer.p.log_prob(layer.z) for layer in draw.layers).view(n, -1)
 
-    def log_weights(self, x, y=None, k: int = 1) -> torch.Tensor:
-        """log p(x|z) + sum_i log p(z_i|z_<i) - sum_i log q(z_i|x,z_<i) for k samples; (k, B)."""
-        x = self.as_batch(x)
-        parts = []
-        for n, xs, params, layers in self._posterior_passes(x, k):
-            log_w = self.lik(params, len(self.data_shape)).log_prob(xs)  # (n * B,)
-            for layer in layers:
-                log_w = log_w + layer.p.log_prob(layer.z) - layer.q.log_prob(layer.z)
-            parts.append(log_w.view(n, x.shape[0]))
-        return torch.cat(parts)
+    def kl_units(self, draw: Draw) -> torch.Tensor:
+        """Analytic KL(q(z_i|x, z_<i) || p(z_i|z_<i)) of each latent channel of each group, summed
+        over its positions: (n, B, L * latent_channels), top group first. Free bits floor each."""
+        n = draw.z.shape[0]
+        maps = [kl_divergence(layer.q.base_dist, layer.p.base_dist) for layer in draw.layers]  # each (n*B, lc, h, w)
+        return torch.cat([m.sum(dim=(2, 3)) for m in maps], dim=1).view(n, -1, self.num_layers * self.config.latent_channels)
+
+    def penalty(self, draw: Draw, units: torch.Tensor, free_bits: float):
+        """The shared penalty, plus each group's KL as the terms kl_0 (top) ... kl_{L-1}."""
+        charged, terms = super().penalty(draw, units, free_bits)
+        per_group = units.view(units.shape[0], self.num_layers, -1).sum(-1)  # (B, L)
+        terms.update({f"kl_{i}": per_group[:, i] for i in range(self.num_layers)})
+        return charged, terms
 
     def extra_repr(self) -> str:
         shapes = ", ".join("x".join(map(str, s)) for s in self.latent_shapes)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from ..nets import mlp
-from .base import BaseVAE, register
+from ..capabilities import Capabilities
+from .base import BaseVAE
+from .registry import register
 
 
 @dataclass
@@ -24,12 +26,13 @@ class VAEConfig:
         self.image_shape = tuple(self.image_shape) if self.image_shape else None
 
 
-@register
+@register(summary="the chapter's MLP", tiny={"hidden_dims": (32,)})
 class VAE(BaseVAE):
     """VAE(input_dim, latent_dim): the chapter's MLP VAE, with a choice of likelihood."""
 
     model_type = "vae"
     config_class = VAEConfig
+    capabilities = Capabilities(mlp_decoder=True)
 
     def __init__(self, input_dim: int = 784, latent_dim: int = 20, config: VAEConfig | None = None, **kwargs):
         config = config or VAEConfig(input_dim=input_dim, latent_dim=latent_dim, **kwargs)

@@ -7,10 +7,10 @@ The model, written as its probability statements:
     x                                    ~ p(x | e_z), the chosen likelihood of the decoder's output
     q(z | x) = one-hot at k(x),          k(x)_i = argmin_k ||z_e(x)_i - e_k||  (deterministic)
 
-It is not a Gaussian VAE, so `VQVAE` is a plain `nn.Module` rather than a `BaseVAE`: it has no
-`posterior`/`prior()`/`reparameterize`, `encode` returns code indices, not (mu, logvar). It keeps
-the rest of the shared interface (`loss -> StepOutput`, `decode`, `forward`, `sample`, `elbo`,
-input handling, `save_pretrained`), borrowing BaseVAE's input handling and saving as they are.
+It is not a Gaussian VAE, so `VQVAE` stands on the shared `Model` (config, capabilities, input
+handling, saving) rather than on `BaseVAE`: it has no `posterior`/`prior()`/`reparameterize`, and
+`encode` returns code indices, not (mu, logvar). It keeps the rest of the shared interface
+(`loss -> StepOutput`, `decode`, `forward`, `sample`, `elbo`).
 
 Training happens in two stages, as in the paper:
 
@@ -33,11 +33,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..distributions import InputError, make_likelihood
+from ..capabilities import Capabilities
+from ..distributions import make_likelihood
+from ..errors import InputError
 from ..nets import padded_size
 from ..objectives import StepOutput
 from ..quantize import Quantized, VectorQuantizer, usage_stats
-from .base import BaseVAE, ImageShape, register
+from .core import ImageShape, Model
+from .registry import Option, register
 from .pixelcnn import PixelCNN
 
 
@@ -106,8 +109,11 @@ def conv_decoder(code_dim: int, channels: tuple[int, ...], res_blocks: int, out_
     return nn.Sequential(*layers)
 
 
-@register
-class VQVAE(ImageShape, nn.Module):
+@register(summary="discrete codes with a PixelCNN prior", data="image", uses_latent_dim=False,
+          options=(Option("--num-codes", "num_codes", int, "codebook size (default 128)"),),
+          tiny={"channels": (16,), "res_blocks": 1, "num_codes": 16, "code_dim": 8,
+                "prior_channels": 16, "prior_layers": 3, "prior_kernel": 3})
+class VQVAE(ImageShape, Model):
     """VQVAE(num_codes=128): conv encoder -> vector quantizer -> conv decoder, with a PixelCNN prior.
 
     For 28x28 images and the default two stride-2 levels the code grid is 7x7. Sides that are not
@@ -116,12 +122,11 @@ class VQVAE(ImageShape, nn.Module):
 
     model_type = "vqvae"
     config_class = VQVAEConfig
-    conditional = False
+    capabilities = Capabilities(denoising=False, latent="codes", posterior="discrete", likelihood=False)
 
     def __init__(self, num_codes: int = 128, config: VQVAEConfig | None = None, **kwargs):
         config = config or VQVAEConfig(num_codes=num_codes, **kwargs)
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.lik = make_likelihood(config.likelihood, config.sigma)
         levels = len(config.channels)
         self.padded = tuple(padded_size(s, levels) for s in config.image_size)
@@ -276,14 +281,6 @@ class VQVAE(ImageShape, nn.Module):
             counts += torch.bincount(self.encode(chunk).reshape(-1), minlength=self.config.num_codes)
         perplexity, used = usage_stats(counts)
         return {"perplexity": perplexity.item(), "used_fraction": used.item(), "counts": counts}
-
-    # ---- input handling and saving, shared with BaseVAE ----------------------------------------
-    as_batch = BaseVAE.as_batch
-    check_input = BaseVAE.check_input
-    _batch = BaseVAE._batch
-    _anchor = BaseVAE._anchor
-    save_pretrained = BaseVAE.save_pretrained
-    config_dict = BaseVAE.config_dict
 
     def extra_repr(self) -> str:
         return f"likelihood={self.lik.name}, grid={self.grid_size}, num_codes={self.config.num_codes}"

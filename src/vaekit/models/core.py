@@ -1,0 +1,99 @@
+"""What every model has, whatever its latent: a config, declared capabilities, a data shape,
+input handling and saving. `BaseVAE` (continuous latents) and `VQVAE` (codes) stand on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+from ..capabilities import Capabilities
+from ..errors import InputError
+from ..io import save_pretrained
+
+
+class Model(nn.Module):
+    """A vaekit model: `config` (a dataclass saved as config.json), `capabilities`, `data_shape`."""
+
+    model_type = ""
+    config_class: type = None
+    capabilities = Capabilities()
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    @property
+    def conditional(self) -> bool:
+        """True when encode/decode/sample take class labels y."""
+        return self.capabilities.conditional
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """Shape of one example as the networks take it, e.g. (784,) or (1, 28, 28)."""
+        raise NotImplementedError
+
+    # ---- input handling --------------------------------------------------------------------
+    def as_batch(self, x) -> torch.Tensor:
+        """x as a float batch of shape (B, *data_shape); accepts flat or image layouts."""
+        return self._batch(x)[0]
+
+    def check_input(self, x) -> torch.Tensor:
+        """as_batch plus finiteness and likelihood-support checks; raises InputError."""
+        x = self.as_batch(x)
+        self.lik.check(x)
+        return x
+
+    def _batch(self, x):
+        """(batch, single): x shaped (B, *data_shape), and whether it was one unbatched example."""
+        if not torch.is_tensor(x):
+            x = torch.as_tensor(x)
+        shape, size = self.data_shape, math.prod(self.data_shape)
+        x = x.to(self._anchor().dtype) if not torch.is_floating_point(x) else x
+        if x.shape == shape or (x.dim() == 1 and x.numel() == size):
+            return x.reshape(1, *shape), True
+        if x.dim() >= 2 and math.prod(x.shape[1:]) == size:
+            return x.reshape(x.shape[0], *shape), False
+        raise InputError(
+            f"Expected examples of shape {tuple(shape)} ({size} values each), got a tensor of shape "
+            f"{tuple(x.shape)}; reshape the data or build the model for this size."
+        )
+
+    def _anchor(self) -> torch.Tensor:
+        """A parameter, for the device and dtype of the weights."""
+        return next(self.parameters())
+
+    # ---- saving ----------------------------------------------------------------------------
+    def save_pretrained(self, folder) -> None:
+        """Write `config.json` and `model.safetensors` into `folder`, atomically."""
+        save_pretrained(self, folder)
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+
+class ImageShape:
+    """`data_shape` and `image_shape` of a model for images: (in_channels, *image_size) of its config."""
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return (self.config.in_channels, *self.config.image_size)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.data_shape
+
+
+@contextmanager
+def inference(model: nn.Module):
+    """Eval mode and no gradients inside; the model's training mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
