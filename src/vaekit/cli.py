@@ -7,7 +7,6 @@ one sentence on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import shutil
 import sys
@@ -18,6 +17,7 @@ import torch
 from . import distributed
 from .distributions import InputError
 from .io import atomic_write_bytes
+from .models.registry import build_model, cli_options, families, family
 
 from .cli_common import RUN_FILE
 from .cli_common import load_data as _load_data
@@ -43,7 +43,7 @@ def _out_dir(args) -> Path:
 
 
 def _labels_for(model, n, label):
-    if not getattr(model, "conditional", False):
+    if not model.conditional:
         return None
     if label is not None:
         return torch.full((n,), label)
@@ -72,18 +72,23 @@ DEFAULT_LIKELIHOOD = {"digits": ("gaussian", 0.2)}
 
 
 def _model_options(args) -> dict:
-    """Constructor options of the chosen family that come from flags."""
-    if args.model in ("flow", "conv-flow"):
-        return {"flow": args.flow, "flow_length": args.flow_length}
-    if args.model == "vqvae":
-        return {"num_codes": args.num_codes}
-    if args.model == "betatc" and args.beta is not None:
-        return {"beta": args.beta}  # the total-correlation weight; the trainer's beta stays 1
-    return {}
+    """Constructor options of the chosen family that were given as flags (the family declares them)."""
+    options = {}
+    for opt in family(args.model).options:
+        value = getattr(args, opt.dest, None)
+        if value is not None:
+            options[opt.field] = value
+    return options
+
+
+def _check_family_flags(args) -> None:
+    """A family flag given for a family that does not take it is an error, not silently ignored."""
+    for flag, (opt, names) in cli_options().items():
+        if getattr(args, opt.dest, None) is not None and args.model not in names:
+            raise InputError(f"{flag} applies to --model {' or '.join(names)}, not to --model {args.model}.")
 
 
 def cmd_train(args):
-    from .models.registry import build_model
     from .data import train_val_split
     from .train import Trainer, TrainConfig
 
@@ -97,9 +102,15 @@ def cmd_train(args):
         if not saved:
             raise InputError(f"{out} has no {RUN_FILE}: it is not a run folder that can be resumed.")
         epochs = args.epochs
-        for key, value in saved["args"].items():
+        saved_args = dict(saved["args"])
+        if saved_args.get("model") == "betatc" and "tc_weight" not in saved_args:  # runs from before --tc-weight,
+            saved_args["tc_weight"], saved_args["beta"] = saved_args.get("beta"), None  # when --beta was the TC weight
+        for key, value in saved_args.items():
             setattr(args, key, value)
         args.epochs = epochs or args.epochs
+    family(args.model)  # an unknown --model is an error before any data is read
+    if not args.resume:
+        _check_family_flags(args)
     data = _load_data(args.data, "train", args.data_dir, args.limit)
     train, val = train_val_split(data, args.val_fraction, seed=args.seed) if args.val_fraction > 0 else (data, None)
     shape = tuple(data.x.shape[1:])
@@ -114,7 +125,7 @@ def cmd_train(args):
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule,
-        beta=1.0 if args.model == "betatc" or args.beta is None else args.beta,
+        beta=1.0 if args.beta is None else args.beta,
         warmup_epochs=args.warmup_epochs, free_bits=args.free_bits, objective=args.objective, k=args.k,
         binarize=args.binarize, corrupt=args.corrupt or "", patience=args.patience, seed=args.seed, progress=not args.no_progress,
         device=args.device, precision=args.precision, compile=args.compile,
@@ -149,10 +160,10 @@ def cmd_train(args):
 
 def _second_stage(model, train, val, out: Path, args) -> dict:
     """VQ-VAE: fit the autoregressive prior over the codes, save, and chart codebook usage."""
-    from .models import VQVAE, train_prior
+    from .models import train_prior
     from .plots import save_codebook_usage
 
-    if not isinstance(model, VQVAE):
+    if model.capabilities.latent != "codes":
         return {}
     x = train.x.to(next(model.parameters()).device)
     print(f"Fitting the PixelCNN prior over the {model.grid_size[0]}x{model.grid_size[1]} code grid "
@@ -167,12 +178,11 @@ def _second_stage(model, train, val, out: Path, args) -> dict:
 
 def _pictures(model, data, out: Path, extra: dict | None = None):
     from .latent import interpolate
-    from .models import BaseVAE
     from .plots import save_image_grid
 
     model.eval()
     shape = getattr(model, "image_shape", None)
-    y = data.y if getattr(model, "conditional", False) else None
+    y = data.y if model.conditional else None
     n = min(8, len(data))
     with torch.no_grad():
         samples = model.sample(64, _labels_for(model, 64, None))
@@ -185,7 +195,7 @@ def _pictures(model, data, out: Path, extra: dict | None = None):
     _say(save_image_grid(samples, out / "samples.png", image_shape=shape, title="samples from the prior"), "samples")
     _say(save_image_grid(rows, out / "reconstructions.png", image_shape=shape,
                          title="top: data, bottom: reconstruction"), "reconstructions")
-    if isinstance(model, BaseVAE) and len(data) >= 2:
+    if model.capabilities.latent == "vector" and len(data) >= 2:
         strips = torch.stack([
             interpolate(model, data.x[2 * i], data.x[2 * i + 1], steps=10, y=(y[2 * i] if y is not None else None))
             for i in range(min(4, len(data) // 2))
@@ -210,11 +220,11 @@ def cmd_sample(args):
     model = _model(args)
     torch.manual_seed(args.seed)
     y = _labels_for(model, args.n, args.label)
-    with torch.no_grad():
-        if "temperature" in inspect.signature(model.sample).parameters:  # models with their own sampler
+    if model.capabilities.latent == "vector":
+        x = sample(model, args.n, y, temperature=args.temperature)  # its arguments checked
+    else:
+        with torch.no_grad():
             x = model.sample(args.n, y, temperature=args.temperature)
-        else:
-            x = sample(model, args.n, y, temperature=args.temperature)
     path = _out_dir(args) / "samples.png"
     _say(save_image_grid(x, path, image_shape=getattr(model, "image_shape", None)), "samples")
 
@@ -224,7 +234,7 @@ def cmd_reconstruct(args):
 
     model = _model(args)
     x, y = _examples(args, model, args.n)
-    y = y if getattr(model, "conditional", False) else None
+    y = y if model.conditional else None
     with torch.no_grad():
         recon = model.reconstruct(x, y)
     rows = torch.stack([model.as_batch(x).reshape(recon.shape), recon])
@@ -241,7 +251,7 @@ def cmd_interpolate(args):
     x, y = _examples(args, model, 2 * args.pairs)
     if len(x) < 2:
         raise InputError("Interpolation needs at least two examples.")
-    cond = getattr(model, "conditional", False)
+    cond = model.conditional
     strips = torch.stack([
         interpolate(model, x[2 * i], x[2 * i + 1], steps=args.steps, method=args.method,
                     y=y[2 * i] if cond else None)
@@ -294,23 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and write a run folder",
                        description="Train a VAE. With no arguments: the chapter's MLP VAE on scikit-learn's "
                                    "digits, written to runs/digits-vae.")
-    p.add_argument("--model", default="vae", help="model family: vae (the chapter's MLP), conv, cvae (conditional), "
-                                                  "flow (IAF/planar posterior), conv-flow, betatc (beta-TCVAE), "
-                                                  "vqvae, hvae (hierarchical, top-down inference) (default vae)")
+    p.add_argument("--model", default="vae", metavar="MODEL",
+                   help="model family: " + ", ".join(f"{f.name} ({f.summary})" for f in families().values())
+                        + " (default vae)")
     p.add_argument("--data", default="digits", help="digits (default, offline), mnist, fashion-mnist, "
                                                     "or a .npy/.npz/.csv file")
     p.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST IDX files (else $VAEKIT_DATA, "
                                       "then ~/.cache/vaekit, then download)")
     p.add_argument("--latent-dim", type=int, default=20, help="dimensions of z (default 20)")
-    p.add_argument("--beta", type=float, help="KL weight: >1 for a beta-VAE (default 1); for betatc the "
-                                              "total-correlation weight (default 6)")
+    p.add_argument("--beta", type=float, help="KL weight: >1 for a beta-VAE (default 1); for betatc it "
+                                              "scales all three KL parts (see --tc-weight)")
     p.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned"],
                    help="p(x|z): bernoulli for images in [0,1] (default; gaussian for digits and tables)")
     p.add_argument("--sigma", type=float, help="standard deviation of a fixed gaussian likelihood "
                                                "(default 0.2 for digits, else 1)")
-    p.add_argument("--flow", choices=["iaf", "planar"], default="iaf", help="flow of --model flow (default iaf)")
-    p.add_argument("--flow-length", type=int, default=4, help="flow layers of --model flow (default 4)")
-    p.add_argument("--num-codes", type=int, default=128, help="codebook size of --model vqvae (default 128)")
+    for flag, (opt, names) in cli_options().items():  # options the families declare
+        p.add_argument(flag, type=opt.type, choices=opt.choices, help=f"{opt.help} (--model {', '.join(names)})")
     p.add_argument("--prior-epochs", type=int, default=10, help="epochs of the vqvae's PixelCNN prior (default 10)")
     p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="training bound (default elbo)")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")

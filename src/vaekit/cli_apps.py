@@ -143,8 +143,8 @@ def cmd_denoise(args):
         data = data if args.limit is None else data.subset(slice(0, args.limit))
     else:
         data = run_data(args, args.split, args.limit)
-    given, y = data.x, (data.y if getattr(model, "conditional", False) else None)
-    if getattr(model, "conditional", False) and y is None:
+    given, y = data.x, (data.y if model.conditional else None)
+    if model.conditional and y is None:
         raise InputError("This is a conditional model: denoise labelled data with --data (a data set with labels).")
     if noise:
         clean = given

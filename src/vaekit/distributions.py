@@ -33,9 +33,10 @@ class DiagonalGaussian(Independent):
         self.mu, self.logvar = mu, logvar
         super().__init__(Normal(mu, torch.exp(0.5 * logvar)), 1)
 
-    def rsample_with_log_prob(self, sample_shape=torch.Size()) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z, log q(z)) for reparameterised samples z of shape sample_shape + (B, L)."""
-        z = self.rsample(sample_shape)
+    def rsample_with_log_prob(self, sample_shape=torch.Size(), noise=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z, log q(z)) for reparameterised samples z of shape sample_shape + (B, L); with `noise`
+        (standard-normal draws broadcastable to (..., B, L)) z = mu + sigma * noise instead."""
+        z = self.rsample(sample_shape) if noise is None else self.mu + self.stddev * noise
         return z, self.log_prob(z)
 
     def kl_per_dim(self) -> torch.Tensor:

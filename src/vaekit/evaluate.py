@@ -51,8 +51,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .distributions import BernoulliLikelihood, InputError
+from .distributions import BernoulliLikelihood
+from .errors import InputError
 from .importance import PRECISIONS, fast_path, importance_log_likelihood
+from .models.core import inference
+from .precision import check_precision
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_d]) exceeds this
 BINARIZE_SEED = 0  # the fixed binarization of test data (independent of the sampling seed)
@@ -77,23 +80,24 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
     precision:  'fp32' (default) or 'bf16' (the networks in bfloat16, densities in float32).
     chunk:      importance samples per decoder pass (default: chosen from batch_size).
     """
-    from .models import VQVAE, BaseVAE
+    from .models import Model
 
     if isinstance(model, (str, Path)):
         from .loading import load
 
         model = load(model)
-    if not isinstance(model, (BaseVAE, VQVAE)):
+    if not isinstance(model, Model):
         raise InputError(f"evaluate needs a vaekit model, got {type(model).__name__}.")
-    if precision not in PRECISIONS:
-        raise InputError(f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    check_precision(precision, PRECISIONS)
     if not isinstance(k, int) or k < 0:
         raise InputError(f"k must be a whole number of importance samples (0 or more), not {k!r}.")
     for name, value in (("batch_size", batch_size), ("chunk", chunk), ("limit", limit)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise InputError(f"{name} must be a positive integer or None, not {value!r}.")
-    if isinstance(model, VQVAE) and precision != "fp32":
-        raise InputError("precision='bf16' applies to the importance-sampled NLL, which a VQ-VAE does not have.")
+    caps = model.capabilities
+    if not caps.likelihood and precision != "fp32":
+        raise InputError(f"precision={precision!r} applies to the importance-sampled NLL, which a "
+                         f"{model.model_type!r} model does not have.")
 
     start = time.perf_counter()
     device = next(model.parameters()).device
@@ -106,20 +110,16 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
     x = x.to(device)
     y = y.to(device) if y is not None else None
     n, dims = x.shape[0], math.prod(x.shape[1:])
-    was_training = model.training
-    model.eval()
     report = {"model": model.model_type, "data": name, "n": n, "dims": dims, "k": k, "seed": seed,
               "precision": precision, "binarized": binarized}
-    try:
-        if isinstance(model, VQVAE):
+    with inference(model):
+        if caps.latent == "codes":
             report.update(_vq_metrics(model, x, batch_size or 256))
         else:
             report.update(_density_metrics(model, x, y, k, batch_size, chunk, precision, seed, progress))
-    finally:
-        model.train(was_training)
     bits = dims * math.log(2)
     source = "nll" if report.get("nll") is not None else "nelbo"
-    discrete = isinstance(model.lik, BernoulliLikelihood)
+    discrete = isinstance(model.lik, BernoulliLikelihood) and report.get(source) is not None
     report["bpd"] = report[source] / bits if discrete else None
     report["bpd_se"] = report[f"{source}_se"] / bits if discrete else None
     report["bpd_from"] = source if discrete else None
@@ -148,7 +148,7 @@ def _examples(model, data, limit, data_dir):
     if x.shape[0] < 1:
         raise InputError("There are no examples to evaluate; give at least one.")
     x = model.check_input(x.to(next(model.parameters()).device)).cpu()
-    if getattr(model, "conditional", False):
+    if model.conditional:
         if y is None:
             raise InputError("A conditional model needs labels: give a dataset with labels or an (x, y) pair.")
         y = torch.as_tensor(y)
@@ -184,7 +184,8 @@ def _density_metrics(model, x, y, k, batch_size, chunk, precision, seed, progres
 
     out: dict = {}
     n = x.shape[0]
-    if k > 0:
+    caps = model.capabilities
+    if k > 0 and caps.likelihood:
         t0 = time.perf_counter()
         log_px, mean_lw = importance_log_likelihood(model, x, y, k, batch_size, chunk, precision, seed, progress)
         out["nll_seconds"] = time.perf_counter() - t0
@@ -207,25 +208,28 @@ def _density_metrics(model, x, y, k, batch_size, chunk, precision, seed, progres
             for key, value in model.loss(xb, yb).terms.items():
                 if value.dim() == 1 and value.shape[0] == xb.shape[0]:
                     terms.setdefault(key, []).append(value.double().cpu())
-            if elbo is None:
+            if elbo is None and caps.likelihood:
                 elbo_parts.append(model.elbo(xb, yb).double().cpu())
             recon = model.reconstruct(xb, yb).reshape(xb.shape[0], -1)
             recon_err.append((recon - xb.reshape(xb.shape[0], -1)).pow(2).sum(-1).double().cpu())
             if closed_form:
-                mu, logvar = model.encode(xb, yb)
-                means.append(mu.double().cpu())
-                kl_dims.append((0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).double().cpu())
+                q = model.posterior(xb, yb)
+                means.append(q.mu.double().cpu())
+                kl_dims.append(q.kl_per_dim().double().cpu())
+            elif caps.posterior == "point":  # a deterministic code: its own mean
+                means.append(model.encode(xb, yb)[0].double().cpu())
             else:
                 z, _ = model.sample_posterior(xb, yb, MC_MEAN_SAMPLES)  # (S, B, D)
                 z = z.reshape(MC_MEAN_SAMPLES, xb.shape[0], -1).double()
                 means.append(z.mean(0).cpu())
                 mc_var.append((z.var(0, unbiased=True) / MC_MEAN_SAMPLES).cpu())
-    elbo = torch.cat(elbo_parts) if elbo is None else elbo
-    out["elbo"], out["elbo_se"] = _mean_se(elbo)
-    out["nelbo"], out["nelbo_se"] = -out["elbo"], out["elbo_se"]
+    if elbo is None and elbo_parts:
+        elbo = torch.cat(elbo_parts)
+    out["elbo"], out["elbo_se"] = _mean_se(elbo) if elbo is not None else (None, None)
+    out["nelbo"], out["nelbo_se"] = (-out["elbo"], out["elbo_se"]) if elbo is not None else (None, None)
     out["recon_nll"], out["recon_nll_se"] = _mean_se(torch.cat(terms["reconstruction"]))
     out["recon_error"], out["recon_error_se"] = _mean_se(torch.cat(recon_err))
-    out["kl"], out["kl_se"] = _mean_se(torch.cat(terms["kl"]))
+    out["kl"], out["kl_se"] = _mean_se(torch.cat(terms["kl"])) if "kl" in terms else (None, None)
     layers = sorted((key for key in terms if key.startswith("kl_") and key[3:].isdigit()), key=lambda s: int(s[3:]))
     out["layer_kl"] = [_mean_se(torch.cat(terms[key]))[0] for key in layers] or None
     out["layer_kl_se"] = [_mean_se(torch.cat(terms[key]))[1] for key in layers] or None

@@ -10,30 +10,18 @@ given examples and to decode the result.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from numbers import Integral
 
 import torch
 
-from .distributions import InputError
-from .objectives import gaussian_kl_per_dim
+from .distributions import DiagonalGaussian
+from .errors import InputError
+from .models.core import Model, inference
 
 __all__ = [
     "lerp", "slerp", "interpolate_latents", "interpolate", "arithmetic", "traverse_latents",
     "traverse", "active_dims", "sample", "encode_mean",
 ]
-
-
-@contextmanager
-def _inference(model):
-    """Eval mode and no gradients for the block; the model's training flag is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 # ---- pure latent-space maths ---------------------------------------------------------------
@@ -90,7 +78,7 @@ def interpolate_latents(z0: torch.Tensor, z1: torch.Tensor, steps: int = 10, met
 
 def _check_model(model) -> None:
     """These operations need a continuous latent vector with a prior, as every BaseVAE has."""
-    if not (isinstance(getattr(model, "latent_dim", None), int) and hasattr(model, "prior")):
+    if not isinstance(model, Model) or model.capabilities.latent != "vector":
         raise InputError(
             f"{type(model).__name__} has no continuous latent vector with a prior, so latent-space operations "
             "do not apply; use its own sample/reconstruct methods."
@@ -100,7 +88,7 @@ def _check_model(model) -> None:
 def encode_mean(model, x, y=None) -> torch.Tensor:
     """Posterior means mu of q(z|x) for a batch (or one example), shape (B, latent_dim)."""
     _check_model(model)
-    with _inference(model):
+    with inference(model):
         mu, _ = model.encode(model.as_batch(x), y)
     return mu
 
@@ -114,7 +102,7 @@ def _encode_one(model, x, y, name: str) -> torch.Tensor:
 
 
 def _decode(model, z, y) -> torch.Tensor:
-    with _inference(model):
+    with inference(model):
         return model.decode(z, y)
 
 
@@ -166,7 +154,7 @@ def traverse_latents(model, x=None, dims=None, values=None, y=None) -> torch.Ten
     if values.dim() != 1 or values.numel() == 0:
         raise InputError(f"values must be a non-empty 1-D list of latent values, got shape {tuple(values.shape)}.")
     if x is None:
-        with _inference(model):
+        with inference(model):
             start = model.prior().mean  # (L,)
     else:
         start = _encode_one(model, x, y, "x")
@@ -194,17 +182,22 @@ def active_dims(model, data, k: int = 10, y=None) -> list[int]:
     Dimensions the model does not use have a KL near zero; traversing them shows nothing, so
     `traverse(model, x, dims=active_dims(model, data))` shows what the model has learned.
     """
-    with _inference(model):
-        mu, logvar = model.encode(model.as_batch(data), y)
-    kl = gaussian_kl_per_dim(mu, logvar).mean(0)  # (L,)
+    _check_model(model)
+    if model.capabilities.posterior == "point":
+        raise InputError(f"A {model.model_type!r} model has deterministic codes, so no KL to rank dimensions by; "
+                         "give the dimensions to traverse yourself.")
+    with inference(model):
+        q = DiagonalGaussian(*model.encode(model.as_batch(data), y))  # (the base Gaussian of a flow)
+    kl = q.kl_per_dim().mean(0)  # (L,)
     return kl.argsort(descending=True)[: max(1, k)].tolist()
 
 
 def sample(model, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
     """n new examples decoded from the prior; shape (n, *data_shape).
 
-    z = m + temperature * (z_p - m) with z_p ~ p(z) and m the prior mean, i.e. temperature * eps
-    for the N(0, I) prior: below 1 trades variety for typical-looking samples, 0 decodes the mean.
+    The model's own sampler with its arguments checked: z = m + temperature * (z_p - m) with
+    z_p ~ p(z) and m the prior mean (temperature * eps for N(0, I); hierarchical models scale
+    every group's prior): below 1 trades variety for typical-looking samples, 0 decodes the mean.
     For a conditional model y is one label for all n samples or n labels.
     """
     _check_model(model)
@@ -212,9 +205,5 @@ def sample(model, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
         raise InputError(f"n must be a positive integer number of samples, got {n!r}.")
     if not 0 <= temperature < float("inf"):
         raise InputError(f"temperature must be a finite number >= 0, got {temperature!r}.")
-    with _inference(model):
-        prior = model.prior()
-        z = prior.sample((n,))  # (n, L)
-        if temperature != 1.0:
-            z = prior.mean + temperature * (z - prior.mean)
-        return model.decode(z, y)
+    with inference(model):
+        return model.sample(n, y, temperature=temperature)

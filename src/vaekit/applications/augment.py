@@ -145,7 +145,7 @@ def _around(model, x, y, n, temperature, decoded, seed, batch_size):
     xb = model.check_input(x)  # (N, *data_shape)
     layout = x.shape[1:] if x.dim() > 1 and len(x) == len(xb) else xb.shape[1:]  # the caller's per-example layout
     y = None if y is None else _labels_for(y, len(xb))
-    cond = getattr(model, "conditional", False)
+    cond = model.conditional
     if cond and y is None:
         raise InputError("This is a conditional model: pass the labels y of the examples to augment.")
     parts = []
@@ -172,7 +172,7 @@ def _around(model, x, y, n, temperature, decoded, seed, batch_size):
 
 # ---- class-conditional generation -------------------------------------------------------
 def _per_class(model, n, temperature, decoded, seed, batch_size):
-    if not getattr(model, "conditional", False):
+    if not model.conditional:
         raise InputError(f"n_per_class needs a conditional model (CVAE); {type(model).__name__} generates "
                          "without labels, so augment real examples x instead.")
     if decoded == "detail":
@@ -255,7 +255,7 @@ def pseudo_label(model, x, y, unlabelled, n_per_class: int = 1000, n_neighbours:
     The model should be unconditional and trained on the unlabelled data too.
     """
     _check_model(model, "pseudo_label")
-    if getattr(model, "conditional", False):
+    if model.conditional:
         raise InputError("pseudo_label needs an unconditional VAE: a CVAE cannot encode examples without their labels.")
     for name, value in (("n_per_class", n_per_class), ("n_neighbours", n_neighbours), ("iterations", iterations),
                         ("batch_size", batch_size)):

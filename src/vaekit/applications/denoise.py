@@ -37,7 +37,7 @@ def denoise(model, x, y=None, batch_size: int = 1000) -> torch.Tensor:
     if not torch.isfinite(xb).all():
         raise InputError("The input contains NaN or infinite values; clean or impute them first.")
     layout = x.shape[1:] if x.dim() > 1 and len(x) == len(xb) else xb.shape[1:]
-    cond = getattr(model, "conditional", False)
+    cond = model.conditional
     if cond and y is None:
         raise InputError("This is a conditional model: pass the labels y of the examples to denoise.")
     device = next(model.parameters()).device

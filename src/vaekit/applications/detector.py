@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.distributions import kl_divergence
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..distributions import InputError
+from ..errors import InputError
+from ..objectives import log_mean_exp
 
 SCORES = ("elbo", "nll", "recon")
 MODELS = ("vae", "conv")
@@ -344,16 +344,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         b = model.as_batch(b)
         if self.scoring == "recon":
             return (model.reconstruct(b) - b).pow(2).flatten(1).sum(1)
-        q, prior = model.posterior(b), model.prior()  # q(z|x) with batch shape (B,), p(z)
         if self.scoring == "elbo":  # -E_q[log p(x|z)] + KL(q || p), the expectation over the S draws
-            log_px = torch.stack([model.likelihood(q.mean + q.stddev * e).log_prob(b) for e in eps])  # (S, B)
-            return -(log_px.mean(0) - kl_divergence(q, prior))
-        log_w = []  # importance weights log p(x, z) - log q(z|x) (Burda et al.), chunked over the S draws
-        for e in eps.split(64):
-            z = q.mean + q.stddev * e  # (s, B, L)
-            log_w.append(model.likelihood(z).log_prob(b) + prior.log_prob(z) - q.log_prob(z))
-        log_w = torch.cat(log_w).double()  # (S, B)
-        return -(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
+            return -model.elbo(b, noise=eps)
+        # -log p(x) importance-sampled (Burda et al.), the weights chunked over the S draws
+        log_w = torch.cat([model.log_weights(b, noise=e) for e in eps.split(64)]).double()  # (S, B)
+        return -log_mean_exp(log_w, 0)
 
     @torch.no_grad()
     def _error_map(self, b: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ class AutoencoderConfig(VAEConfig):
     loss: 'bernoulli' is cross-entropy, 'gaussian' squared error), sigma, image_shape."""
 
 
-@register(summary="plain autoencoder (the chapter's baseline; cannot generate)", tiny={"hidden_dims": (32,)})
+@register(summary="plain autoencoder, the chapter's baseline that cannot generate", tiny={"hidden_dims": (32,)})
 class Autoencoder(BaseVAE):
     """Autoencoder(input_dim, latent_dim): the VAE's MLP with a deterministic code and no KL."""
 
@@ -73,7 +73,7 @@ class Autoencoder(BaseVAE):
         raise InputError("A plain autoencoder has a code, not a distribution q(z|x): there is no ELBO or "
                          "log p(x) to compute; use encode(x) and reconstruct(x), or train a VAE.")
 
-    def draws(self, x, y, k: int):
+    def draws(self, x, y, k: int, noise=None):
         self.posterior(x, y)
         yield from ()
 

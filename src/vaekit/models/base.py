@@ -120,10 +120,13 @@ class BaseVAE(Model):
         return self.lik(params, len(self.data_shape))
 
     # ---- the hooks the objectives are written on ---------------------------------------------
-    def draws(self, x, y, k: int):
-        """Yield Draws that together hold k posterior samples per example (one Draw here)."""
+    def draws(self, x, y, k: int, noise=None):
+        """Yield Draws that together hold k posterior samples per example (one Draw here).
+
+        `noise` (k, B or 1, L): the standard-normal draws to reparameterise instead of fresh ones
+        (common random numbers, e.g. the same for every example)."""
         q = self.posterior(x, y)
-        z, log_q = q.rsample_with_log_prob((k,))  # (k, B, L), (k, B)
+        z, log_q = q.rsample_with_log_prob((k,), noise=noise)  # (k, B, L), (k, B)
         yield Draw(z, log_q, q)
 
     def log_px(self, draw: Draw, x, y=None) -> torch.Tensor:
@@ -167,10 +170,11 @@ class BaseVAE(Model):
         loss = (beta * charged - rec).mean()
         return StepOutput(loss, {"reconstruction": -rec, "kl": kl, "elbo": rec - kl, **extra})
 
-    def elbo(self, x, y=None, n_samples: int = 1) -> torch.Tensor:
-        """Per-example ELBO (nats), averaged over `n_samples` posterior samples; shape (B,)."""
+    def elbo(self, x, y=None, n_samples: int = 1, noise=None) -> torch.Tensor:
+        """Per-example ELBO (nats), averaged over `n_samples` posterior samples; shape (B,).
+        (`noise`: given standard-normal draws, see `draws`.)"""
         x = self.as_batch(x)
-        parts = [self.log_px(d, x, y) - self.kl(d) for d in self.draws(x, y, n_samples)]  # each (n, B)
+        parts = [self.log_px(d, x, y) - self.kl(d) for d in self.draws(x, y, _count(n_samples, noise), noise)]  # each (n, B)
         return torch.cat(parts).mean(0)
 
     def sample_posterior(self, x, y=None, k: int = 1):
@@ -178,10 +182,12 @@ class BaseVAE(Model):
         draws = list(self.draws(self.as_batch(x), y, k))
         return torch.cat([d.z for d in draws]), torch.cat([d.log_q for d in draws])
 
-    def log_weights(self, x, y=None, k: int = 1) -> torch.Tensor:
-        """log p(x, z_i) - log q(z_i | x) for k posterior samples; shape (k, B)."""
+    def log_weights(self, x, y=None, k: int = 1, noise=None) -> torch.Tensor:
+        """log p(x, z_i) - log q(z_i | x) for k posterior samples; shape (k, B).
+        (`noise`: given standard-normal draws, see `draws`.)"""
         x = self.as_batch(x)
-        return torch.cat([self.log_px(d, x, y) + self.log_prior(d) - d.log_q for d in self.draws(x, y, k)])
+        draws = self.draws(x, y, _count(k, noise), noise)
+        return torch.cat([self.log_px(d, x, y) + self.log_prior(d) - d.log_q for d in draws])
 
     def log_likelihood(self, x, y=None, k: int = 1000, chunk: int | None = None, seed: int = 0,
                        precision: str = "fp32") -> torch.Tensor:
@@ -198,13 +204,15 @@ class BaseVAE(Model):
         return self.decode(self.encode(x, y)[0], y)
 
     def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """n codes z ~ p(z), the prior's noise scaled by `temperature`: (n, latent_dim)."""
-        return self.prior().sample((n,)) * temperature
+        """n codes z = m + temperature * (z_p - m), z_p ~ p(z), m the prior mean: (n, latent_dim)."""
+        prior = self.prior()
+        z = prior.sample((n,))
+        return z if temperature == 1.0 else prior.mean + temperature * (z - prior.mean)
 
     @torch.no_grad()
     def sample(self, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
-        """n new examples: decode z ~ p(z) = N(0, I), its noise scaled by `temperature` (below 1:
-        more typical, less varied samples). No gradient; `decode` is the differentiable path."""
+        """n new examples: decode z ~ p(z), its noise scaled by `temperature` (below 1: more typical,
+        less varied samples; see `sample_prior`). No gradient; `decode` is the differentiable path."""
         return self.decode(self.sample_prior(n, temperature), y)
 
     def _labels(self, y, like, lead=None):
@@ -212,3 +220,8 @@ class BaseVAE(Model):
 
     def extra_repr(self) -> str:
         return f"likelihood={self.lik.name}, latent_dim={self.latent_dim}"
+
+
+def _count(k: int, noise) -> int:
+    """The number of samples: k, or the leading size of given noise."""
+    return k if noise is None else noise.shape[0]

@@ -103,7 +103,7 @@ class BetaTCVAEConfig(VAEConfig):
             raise InputError(f"dataset_size must be the number of training examples (1 or more), got {self.dataset_size}.")
 
 
-@register(summary="beta-TCVAE (total-correlation penalty)",
+@register(summary="beta-TCVAE, a total-correlation penalty",
           options=(Option("--tc-weight", "beta", float, "weight of the total correlation (default 6)"),),
           tiny={"hidden_dims": (32,), "dataset_size": 1797})
 class BetaTCVAE(VAE):

@@ -93,13 +93,13 @@ class FlowPosteriorMixin:
 
 
 FLOW_OPTIONS = (
-    Option("--flow", "flow", str, "flow of the posterior", choices=tuple(FLOWS)),
-    Option("--flow-length", "flow_length", int, "flow layers"),
+    Option("--flow", "flow", str, "flow of the posterior (default iaf)", choices=tuple(FLOWS)),
+    Option("--flow-length", "flow_length", int, "flow layers (default 4)"),
 )
 TINY_FLOW = {"flow_length": 2, "flow_hidden": 16}
 
 
-@register(summary="flow posterior (IAF or planar)", options=FLOW_OPTIONS,
+@register(summary="flow posterior, IAF or planar", options=FLOW_OPTIONS,
           tiny={"hidden_dims": (32,), **TINY_FLOW})
 class FlowVAE(FlowPosteriorMixin, VAE):
     """FlowVAE(input_dim, latent_dim, flow='iaf', flow_length=4): the MLP VAE with a flow posterior."""

@@ -301,12 +301,15 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         return self.lik.mean(params, len(self.data_shape))
 
     # ---- the hooks of the shared objectives ---------------------------------------------------
-    def draws(self, x, y, k: int):
+    def draws(self, x, y, k: int, noise=None):
         """Yield Draws of joint codes for k posterior samples per example, in chunks.
 
         The bottom-up pass runs once; its features are repeated sample-major ((n * B, ...)) and
-        the top-down pass runs on at most `max_eval_batch` images at a time.
+        the top-down pass runs on at most `max_eval_batch` images at a time. Each group draws its
+        own noise given the groups above, so given `noise` is refused.
         """
+        if noise is not None:
+            raise InputError("A hierarchical VAE draws each group's noise given the groups above; it takes no noise=.")
         feats = self.bottom_up(x)
         b = x.shape[0]
         per = max(1, self.max_eval_batch // b)

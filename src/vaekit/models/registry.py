@@ -93,6 +93,13 @@ def register(summary: str, data: str = "flat", uses_latent_dim: bool = True, opt
     return add
 
 
+def families() -> dict[str, Family]:
+    """Every registered family by name."""
+    from . import families as _  # noqa: F401  (every family file registers itself on import)
+
+    return FAMILIES
+
+
 def family(name: str) -> Family:
     """The registered family called `name`, or an InputError listing them."""
     from . import families  # noqa: F401  (every family file registers itself on import)
