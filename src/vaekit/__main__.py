@@ -1,5 +1,5 @@
 """`python -m vaekit ...`: the same as the `vaekit` command."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

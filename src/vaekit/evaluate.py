@@ -53,7 +53,7 @@ import torch
 
 from .distributions import BernoulliLikelihood
 from .errors import InputError
-from .importance import PRECISIONS, fast_path, importance_log_likelihood
+from .importance import EVAL_PRECISIONS, fast_path, importance_log_likelihood
 from .models.core import inference
 from .precision import check_precision
 
@@ -88,7 +88,7 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
         model = load(model)
     if not isinstance(model, Model):
         raise InputError(f"evaluate needs a vaekit model, got {type(model).__name__}.")
-    check_precision(precision, PRECISIONS)
+    check_precision(precision, EVAL_PRECISIONS)
     if not isinstance(k, int) or k < 0:
         raise InputError(f"k must be a whole number of importance samples (0 or more), not {k!r}.")
     for name, value in (("batch_size", batch_size), ("chunk", chunk), ("limit", limit)):

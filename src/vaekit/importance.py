@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .distributions import BernoulliLikelihood, StandardNormal
 from .precision import autocast, check_precision
 
-PRECISIONS = ("fp32", "bf16")  # the precisions an importance-sampled NLL is computed in
+EVAL_PRECISIONS = ("fp32", "bf16")  # the precisions an importance-sampled NLL is computed in
 ROWS_PER_PASS = 4096  # decoder rows (examples x samples) per batch of examples
 SAMPLES_PER_PASS = 1024  # importance samples of one example per decoder pass
 
@@ -198,7 +198,7 @@ def importance_log_likelihood(model, x, y=None, k: int = 5000, batch_size: int |
     """
     from tqdm.auto import tqdm
 
-    check_precision(precision, PRECISIONS)
+    check_precision(precision, EVAL_PRECISIONS)
     fast = fast_path(model)
     x = model.as_batch(x)
     if not fast and x.dim() == 4 and x.device.type == "cpu":  # convolutional models: oneDNN's fast layout

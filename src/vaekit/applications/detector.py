@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..objectives import log_mean_exp
 
 SCORES = ("elbo", "nll", "recon")
-MODELS = ("vae", "conv")
+DETECTOR_MODELS = ("vae", "conv")  # the families a detector is built from
 FITTED = ("image_shape_", "n_features_in_", "mean_", "scale_", "likelihood_", "sigma_", "history_", "model_",
           "calibration_scores_", "threshold_", "offset_")  # what fit sets
 DETECTOR_FILE = "detector.json"
@@ -273,8 +273,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
 
     # ---- internals -------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.model not in MODELS:
-            raise InputError(f"Unknown model {self.model!r} for anomaly detection; choose one of {', '.join(MODELS)}.")
+        if self.model not in DETECTOR_MODELS:
+            raise InputError(f"Unknown model {self.model!r} for anomaly detection; choose one of {', '.join(DETECTOR_MODELS)}.")
         if self.scoring not in SCORES:
             raise InputError(f"Unknown scoring {self.scoring!r}; choose one of {', '.join(SCORES)}.")
         if self.target_fpr is None and not 0 < self.contamination < 0.5:

@@ -286,6 +286,33 @@ class VQVAE(ImageShape, Model):
         return f"likelihood={self.lik.name}, grid={self.grid_size}, num_codes={self.config.num_codes}"
 
 
+class CodePriorStage(nn.Module):
+    """The VQ-VAE's second stage in the form the Trainer fits: examples are code grids (h, w),
+    the loss is the PixelCNN prior's negative log-likelihood, the parameters are the prior's."""
+
+    capabilities = Capabilities(denoising=False, latent="codes", posterior="discrete", likelihood=False)
+    conditional = False
+
+    def __init__(self, model: VQVAE):
+        super().__init__()
+        self.prior_net = model.prior_net
+        self.data_shape = model.grid_size
+        self.num_codes = model.config.num_codes
+
+    def check_input(self, codes) -> torch.Tensor:
+        """Code grids (N, h, w) with whole values in 0..num_codes-1 (as floats, as the Trainer passes them)."""
+        codes = torch.as_tensor(codes)
+        if tuple(codes.shape[1:]) != self.data_shape or (codes.numel() and (
+                codes.min() < 0 or codes.max() >= self.num_codes or (codes != codes.round()).any())):
+            raise InputError(f"codes must be grids of shape (N, {self.data_shape[0]}, {self.data_shape[1]}) with "
+                             f"values in 0..{self.num_codes - 1}; use model.encode(x) to make them.")
+        return codes
+
+    def loss(self, codes, y=None, beta: float = 1.0, free_bits: float = 0.0) -> StepOutput:
+        """Mean prior NLL of the grids (nats per example); term `prior_nll`. beta and free_bits do not apply."""
+        return self.prior_net.loss(codes.long())
+
+
 @torch.no_grad()
 def encode_dataset(model: VQVAE, x, batch_size: int = 512) -> torch.Tensor:
     """Code indices of every example of x, in batches: (N, h, w) long."""
@@ -295,10 +322,11 @@ def encode_dataset(model: VQVAE, x, batch_size: int = 512) -> torch.Tensor:
 
 def train_prior(model: VQVAE, x=None, *, codes: torch.Tensor | None = None, epochs: int = 10,
                 batch_size: int = 128, lr: float = 1e-3, progress: bool = True,
-                seed: int | None = None) -> list[float]:
+                seed: int | None = None, precision: str = "fp32") -> list[float]:
     """Fit `model.prior_net` to the codes of x (a trained autoencoder's training images), or to
-    precomputed `codes` (N, h, w). Only the prior's parameters change. Returns the mean prior NLL
-    (nats per example) of each epoch, and marks the prior as fitted (`model.prior_fitted`).
+    precomputed `codes` (N, h, w), with the Trainer (Adam, shuffled batches; `CodePriorStage`).
+    Only the prior's parameters change. Returns the mean prior NLL (nats per example) of each
+    epoch, and marks the prior as fitted (`model.prior_fitted`).
     """
     if codes is None:
         if x is None:
@@ -312,26 +340,15 @@ def train_prior(model: VQVAE, x=None, *, codes: torch.Tensor | None = None, epoc
     if codes.numel() and (codes.min() < 0 or codes.max() >= model.config.num_codes):
         raise InputError(f"codes must lie in 0..{model.config.num_codes - 1}; use model.encode(x) to make them.")
 
-    from tqdm.auto import trange
+    from ..train import TrainConfig, Trainer
 
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    prior = model.prior_net
-    optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
-    was_training = prior.training
-    prior.train()
-    history: list[float] = []
-    bar = trange(epochs, desc="prior", disable=not progress)
-    for _ in bar:
-        total = 0.0
-        for batch in torch.randperm(len(codes), generator=generator).split(batch_size):
-            out = prior.loss(codes[batch.to(codes.device)])
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            total += out.loss.item() * len(batch)
-        history.append(total / max(len(codes), 1))
-        bits_per_code = history[-1] / math.prod(model.grid_size) / math.log(2)
-        bar.set_postfix(nll=f"{history[-1]:.2f}", bits_per_code=f"{bits_per_code:.3f}")
-    prior.train(was_training)
+    if seed is None:  # a fresh seed from the global generator, as the Trainer needs one
+        seed = int(torch.randint(2**31 - 1, ()).item())
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                         device=str(model.prior_fitted.device), precision=precision, channels_last=False)
+    was_training = model.prior_net.training
+    rows = Trainer(CodePriorStage(model), config).fit(codes)
+    model.prior_net.train(was_training)
+    history = [row["train_loss"] for row in rows]
     model.prior_fitted.fill_(True)
     return history

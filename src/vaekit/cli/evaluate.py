@@ -11,15 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-from .importance import PRECISIONS
+from ..importance import EVAL_PRECISIONS
+from . import args as flags
 
 EVALUATION_FILE = "evaluation.json"
 
 
 def cmd_evaluate(args) -> None:
-    from .cli_common import run_data
-    from .evaluate import evaluate, format_report
-    from .loading import load
+    from .common import run_data
+    from ..evaluate import evaluate, format_report
+    from ..loading import load
 
     model = load(args.run)
     data = run_data(args, args.split, args.limit)
@@ -41,8 +42,8 @@ def cmd_evaluate(args) -> None:
 
 def _write(report: dict, args) -> Path | None:
     """evaluation.json into --out, else the run or model folder when it is one and writable."""
-    from .cli_common import run_folder
-    from .io import atomic_write_bytes
+    from .common import run_folder
+    from ..io import atomic_write_bytes
 
     run = run_folder(args.run)
     if args.out:
@@ -66,23 +67,22 @@ def add_evaluate_parser(sub) -> None:
                     "evaluation.json into the run folder. Bernoulli models see the test images binarized once "
                     "with a fixed seed (the MNIST likelihood protocol).",
     )
-    p.add_argument("run", help="a run folder (from vaekit train), a saved model folder, or a pretrained name")
-    p.add_argument("--data", help="data set name (digits, mnist, fashion-mnist) or a .npy/.npz/.csv file "
-                                  "(default: the run's own data)")
-    p.add_argument("--data-dir", help="folder holding the data files (else $VAEKIT_DATA, then the cache)")
-    p.add_argument("--split", choices=["test", "train"], default="test", help="which split (default test)")
+    flags.run(p)
+    flags.data(p)
+    flags.data_dir(p)
+    flags.split(p, "test")
     p.add_argument("--k", type=int, default=5000,
                    help="importance samples per example for the NLL (default 5000, the literature's; 0 skips it)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    flags.limit(p, "evaluate only the first N examples")
     p.add_argument("--batch-size", type=int, help="examples per pass (default: chosen for speed)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+    p.add_argument("--precision", choices=EVAL_PRECISIONS, default="fp32",
                    help="fp32 (default) or bf16: the networks' matrix products and convolutions in bfloat16, "
                         "densities float32 (on CPUs with AVX512-BF16 about 2x less time; NLL within 0.01 nats "
                         "on MNIST)")
     p.add_argument("--no-binarize", action="store_true",
                    help="score the data as it is (default: binarize once with a fixed seed for Bernoulli models)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default 0)")
+    flags.seed(p, "seed of the importance samples (default 0)")
     p.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
-    p.add_argument("--out", help="folder for evaluation.json (default: the run or model folder)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flags.out(p, "folder for evaluation.json (default: the run or model folder)")
+    flags.no_progress(p)
     p.set_defaults(func=cmd_evaluate)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli_common import RUN_FILE
-from .cli_common import load_data as _load
-from .cli_common import run_info as _run_info
-from .cli_common import say as _say
-from .distributions import InputError
+from .common import RUN_FILE
+from .common import load_data as _load
+from .common import run_info as _run_info
+from .common import say as _say
+from . import args as flags
+from ..distributions import InputError
 
 
 KIND = "anomaly"  # run.json's "command", to tell an anomaly run folder from others
@@ -59,7 +60,7 @@ def _feature_names(source, data) -> list[str] | None:
 
 def _row_names(source, data) -> list[str] | None:
     """File names for a folder of images (one per example), else None."""
-    from .data import image_files
+    from ..data import image_files
 
     path = Path(str(source)).expanduser()
     return [p.name for p in image_files(path)][:len(data)] if path.is_dir() else None
@@ -86,8 +87,8 @@ def _choose_out(args) -> Path:
 
 # ---- fit ----------------------------------------------------------------------------------------
 def cmd_fit(args):
-    from .applications.detector import AnomalyDetector
-    from .plots import save_histogram, save_loss_curve
+    from ..applications.detector import AnomalyDetector
+    from ..plots import save_histogram, save_loss_curve
 
     if args.contamination is not None and args.target_fpr is not None:
         raise InputError("Give --contamination or --target-fpr, not both.")
@@ -131,9 +132,9 @@ def _unit(det) -> str:
 def cmd_score(args):
     from sklearn.metrics import roc_auc_score
 
-    from .applications.detector import AnomalyDetector, save_error_maps
-    from .io import atomic_write_bytes
-    from .plots import save_histogram
+    from ..applications.detector import AnomalyDetector, save_error_maps
+    from ..io import atomic_write_bytes
+    from ..plots import save_histogram
 
     det = AnomalyDetector.load(args.detector)
     run = Path(args.detector)
@@ -185,7 +186,7 @@ def cmd_score(args):
 # ---- the parser ---------------------------------------------------------------------------------
 def add_anomaly_parser(subparsers) -> None:
     """Add `anomaly fit` and `anomaly score` to the `vaekit` command's subparsers."""
-    from .applications.detector import MODELS, SCORES
+    from ..applications.detector import DETECTOR_MODELS, SCORES
 
     p = subparsers.add_parser(
         "anomaly", help="fit an anomaly detector on normal data, then score new data",
@@ -201,35 +202,29 @@ def add_anomaly_parser(subparsers) -> None:
                                        "the model, its threshold, a loss curve and a histogram of scores.")
     f.add_argument("data", help="normal data: digits, mnist, fashion-mnist, a .npy/.npz/.csv file or an image folder")
     f.add_argument("--normal-label", type=int, help="labelled data: train on this class only (the normal one)")
-    f.add_argument("--model", choices=MODELS, default="vae", help="vae (MLP, default) or conv (images only)")
+    f.add_argument("--model", choices=DETECTOR_MODELS, default="vae", help="vae (MLP, default) or conv (images only)")
     f.add_argument("--score", choices=SCORES, default="elbo",
                    help="elbo: negative ELBO (default); nll: importance-sampled negative log-likelihood; "
                         "recon: squared reconstruction error")
-    f.add_argument("--latent-dim", type=int, default=20, help="dimensions of z (default 20)")
-    f.add_argument("--epochs", type=int, help="passes over the data (default: about 2000 optimizer steps)")
-    f.add_argument("--batch-size", type=int, default=128, help="examples per step (default 128)")
-    f.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    f.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
-    f.add_argument("--likelihood", choices=["bernoulli", "gaussian", "gaussian-learned"],
-                   help="p(x|z) (default: bernoulli for images, gaussian-learned for tables)")
-    f.add_argument("--sigma", type=float, help="standard deviation of --likelihood gaussian "
-                                               "(default 0.2 for images, 1 for standardized tables)")
+    flags.model_size(f, "KL weight (default 1)", beta_default=1.0)
+    flags.optimizer(f, "passes over the data (default: about 2000 optimizer steps)", 20,
+                    "stop after N epochs without held-out improvement (default 20; 0: never)")
+    flags.likelihood(f, "p(x|z) (default: bernoulli for images, gaussian-learned for tables)")
+    flags.sigma(f, "standard deviation of --likelihood gaussian (default 0.2 for images, 1 for standardized tables)")
     f.add_argument("--contamination", type=float,
                    help="share of the training data above the threshold (default 0.05)")
     f.add_argument("--target-fpr", type=float, help="instead: the false-positive rate wanted on normal data, "
                                                     "measured on a held-out --validation-fraction")
     f.add_argument("--validation-fraction", type=float, default=0.2,
                    help="share of the data held out to pick the best epoch and for --target-fpr (default 0.2)")
-    f.add_argument("--patience", type=int, default=20,
-                   help="stop after N epochs without held-out improvement (default 20; 0: never)")
     f.add_argument("--n-samples", type=int, default=10, help="posterior samples per score (default 10)")
-    f.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST files (else $VAEKIT_DATA, then the cache)")
-    f.add_argument("--limit", type=int, help="use only the first N examples (before --normal-label)")
-    f.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    f.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    f.add_argument("--out", help="run folder (default runs/anomaly-DATA[-LABEL], numbered if it exists)")
-    f.add_argument("--overwrite", action="store_true", help="replace an existing --out run folder")
-    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    flags.data_dir(f)
+    flags.limit(f, "use only the first N examples (before --normal-label)")
+    flags.seed(f)
+    flags.device(f)
+    flags.out(f, "run folder (default runs/anomaly-DATA[-LABEL], numbered if it exists)")
+    flags.overwrite(f)
+    flags.no_progress(f)
     f.set_defaults(func=cmd_fit)
 
     s = actions.add_parser("score", help="score data with a fitted detector: scores.csv and pictures",
@@ -238,13 +233,12 @@ def add_anomaly_parser(subparsers) -> None:
                                        "anomalous examples and their error maps.")
     s.add_argument("detector", help="a run folder from `vaekit anomaly fit` or a folder from AnomalyDetector.save")
     s.add_argument("data", nargs="?", help="data to score (default: the data the detector was fitted on, --split)")
-    s.add_argument("--split", choices=["train", "test"], default="test",
-                   help="split of a named data set (default test; files have no splits)")
+    flags.split(s, "test")
     s.add_argument("--normal-label", type=int, help="labelled data: the normal class, to report AUROC "
                                                     "(default: the --normal-label of fit)")
     s.add_argument("--threshold", type=float, help="flag scores above this instead of the fitted threshold")
     s.add_argument("--top", type=int, default=8, help="flagged examples to picture, most anomalous first (default 8)")
-    s.add_argument("--data-dir", help="folder with the MNIST/Fashion-MNIST files")
-    s.add_argument("--limit", type=int, help="score only the first N examples")
-    s.add_argument("--out", help="folder for the outputs (default DETECTOR/score-DATA)")
+    flags.data_dir(s)
+    flags.limit(s, "score only the first N examples")
+    flags.out(s, "folder for the outputs (default DETECTOR/score-DATA)")
     s.set_defaults(func=cmd_score)

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli_common import load_data as _load_data
-from .cli_common import run_data
-from .cli_common import run_info as _run_info
-from .cli_common import say as _say
-from .distributions import InputError
+from .common import load_data as _load_data
+from .common import run_data
+from .common import run_info as _run_info
+from .common import say as _say
+from . import args as flags
+from ..distributions import InputError
 
 PICTURE_COLUMNS = 10  # images per row in the pictures
 
@@ -37,9 +38,9 @@ def _positive(name, value):
 
 # ---- augment ------------------------------------------------------------------------------
 def cmd_augment(args):
-    from .applications.augment import augment, save_npz
-    from .loading import load
-    from .plots import save_image_grid
+    from ..applications.augment import augment, save_npz
+    from ..loading import load
+    from ..plots import save_image_grid
 
     out = Path(args.out)
     if out.suffix.lower() != ".npz":
@@ -115,12 +116,12 @@ def _rows_per_class(x, y):
 
 # ---- denoise ------------------------------------------------------------------------------
 def cmd_denoise(args):
-    from .applications.denoise import denoise, psnr
-    from .corruption import corrupt, parse_corruption
-    from .data import from_arrays
-    from .io import atomic_write_bytes
-    from .loading import load
-    from .plots import save_image_grid
+    from ..applications.denoise import denoise, psnr
+    from ..corruption import corrupt, parse_corruption
+    from ..data import from_arrays
+    from ..io import atomic_write_bytes
+    from ..loading import load
+    from ..plots import save_image_grid
 
     if args.input and args.data:
         raise InputError("Give either --input (your noisy images) or --data (clean data to corrupt), not both.")
@@ -188,13 +189,12 @@ def add_app_parsers(sub) -> None:
                     "spreading the labels of --data over the VAE's latent space; with --n-per-class: "
                     "class-conditional samples from a CVAE. "
                     "A picture with one row per class is written beside the file.")
-    p.add_argument("run", help="a run folder (from vaekit train), a saved model folder, or a pretrained name")
-    p.add_argument("--out", required=True, help="the .npz file to write (its picture goes to the same name .png)")
-    p.add_argument("--data", help="the examples to augment: a data set name or a .npy/.npz/.csv file "
-                                  "(default: the run's own data)")
-    p.add_argument("--data-dir", help="folder holding the data files (else $VAEKIT_DATA, then the cache)")
-    p.add_argument("--split", choices=["train", "test"], default="train", help="split of a named data set (default train)")
-    p.add_argument("--limit", type=int, help="augment only the first N examples")
+    flags.run(p)
+    flags.out(p, "the .npz file to write (its picture goes to the same name .png)", required=True)
+    flags.data(p, f"the examples to augment: {flags.DATA_SOURCES} (default: the run's own data)")
+    flags.data_dir(p)
+    flags.split(p, "train")
+    flags.limit(p, "augment only the first N examples")
     p.add_argument("--n-per-example", type=int, default=5, help="posterior samples per example (default 5)")
     p.add_argument("--n-per-class", type=int, help="generate this many per class from a CVAE instead")
     p.add_argument("--temperature", type=float, default=1.0,
@@ -208,7 +208,7 @@ def add_app_parsers(sub) -> None:
     p.add_argument("--n-pseudo-per-class", type=int, default=1000,
                    help="pseudo-labelled examples per class with --unlabelled (default 1000)")
     p.add_argument("--include-original", action="store_true", help="put the original examples first in the file")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    flags.seed(p)
     p.set_defaults(func=cmd_augment)
 
     p = sub.add_parser(
@@ -216,14 +216,14 @@ def add_app_parsers(sub) -> None:
         description="Denoise images with a trained VAE (a denoising VAE from `vaekit train --corrupt SPEC` "
                     "does best). With --data the clean images are corrupted by --noise and PSNRs are printed; "
                     "with --input your own noisy images (.npy) are cleaned as they are.")
-    p.add_argument("run", help="a run folder (from vaekit train), a saved model folder, or a pretrained name")
-    p.add_argument("--out", help="folder for denoised.npy, noisy.npy and denoising.png (default: the run folder)")
-    p.add_argument("--data", help="clean data to corrupt and denoise: a data set name or a file (default: the run's data)")
-    p.add_argument("--data-dir", help="folder holding the data files (else $VAEKIT_DATA, then the cache)")
-    p.add_argument("--split", choices=["train", "test"], default="test", help="split of a named data set (default test)")
+    flags.run(p)
+    flags.out(p, "folder for denoised.npy, noisy.npy and denoising.png (default: the run folder)")
+    flags.data(p, f"clean data to corrupt and denoise: {flags.DATA_SOURCES} (default: the run's data)")
+    flags.data_dir(p)
+    flags.split(p, "test")
     p.add_argument("--input", help="a .npy file of already noisy images to denoise as they are")
     p.add_argument("--noise", help="corruption KIND:LEVEL, e.g. gaussian:0.5, salt-pepper:0.2, mask:0.3 "
                                    "(default gaussian:0.5 with --data; none with --input)")
-    p.add_argument("--limit", type=int, help="only the first N images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    flags.limit(p, "only the first N images")
+    flags.seed(p, "seed of the noise (default 0)")
     p.set_defaults(func=cmd_denoise)

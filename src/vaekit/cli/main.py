@@ -1,0 +1,48 @@
+"""The `vaekit` command: train a VAE, then sample, reconstruct, interpolate, traverse, evaluate it,
+and use it (augment, denoise, anomaly detection).
+
+Every command writes its files into a run folder and prints their paths. Bad input ends with
+one sentence on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+from . import anomaly, apps, evaluate, explore, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaekit",
+        description="Train variational autoencoders and look at what they learned.",
+        epilog="Start with `vaekit train`: it trains the chapter's VAE on the digits embedded in "
+               "scikit-learn in about a minute and writes a run folder with pictures.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train.add_parser(sub)
+    explore.add_parsers(sub)
+    apps.add_app_parsers(sub)
+    evaluate.add_evaluate_parser(sub)
+    anomaly.add_anomaly_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted; the last completed epoch is saved (continue with --resume).", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

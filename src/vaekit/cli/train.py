@@ -1,0 +1,56 @@
+"""`vaekit train`: flags in, a TrainSpec out, the run layer (`vaekit.runs`) does the rest."""
+
+from __future__ import annotations
+
+from ..models.registry import cli_options, families
+from ..precision import PRECISIONS
+from ..runs import TrainSpec, train
+from . import args as flags
+
+
+def cmd_train(args) -> None:
+    train(TrainSpec.from_flags({k: v for k, v in vars(args).items() if k != "func"}))
+
+
+def add_parser(sub) -> None:
+    """Add `train` to the `vaekit` subcommands."""
+    p = sub.add_parser("train", help="train a model and write a run folder",
+                       description="Train a VAE. With no arguments: the chapter's MLP VAE on scikit-learn's "
+                                   "digits, written to runs/digits-vae.")
+    p.add_argument("--model", default="vae", metavar="MODEL",
+                   help="model family: " + ", ".join(f"{f.name} ({f.summary})" for f in families().values())
+                        + " (default vae)")
+    flags.data(p, f"{flags.DATA_SOURCES} (default digits, offline)", default="digits")
+    flags.data_dir(p)
+    flags.model_size(p, "KL weight: >1 for a beta-VAE (default 1); for betatc it scales all three KL parts "
+                        "(see --tc-weight)")
+    flags.likelihood(p, "p(x|z): bernoulli for images in [0,1] (default; gaussian for digits and tables)")
+    flags.sigma(p, "standard deviation of a fixed gaussian likelihood (default 0.2 for digits, else 1)")
+    for flag, (opt, names) in cli_options().items():  # options the families declare
+        p.add_argument(flag, type=opt.type, choices=opt.choices, help=f"{opt.help} (--model {', '.join(names)})")
+    p.add_argument("--prior-epochs", type=int, default=10, help="epochs of the vqvae's PixelCNN prior (default 10)")
+    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="training bound (default elbo)")
+    p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
+    flags.optimizer(p, "passes over the data (default 100 for small data, 10 for MNIST)", 0,
+                    "early stopping after N epochs without improvement (default 0: never)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant (default) or cosine decay to lr/100 over the run")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up length in epochs (default 0)")
+    p.add_argument("--free-bits", type=float, default=0.0, help="free nats per latent dimension (default 0)")
+    p.add_argument("--binarize", action="store_true", help="dynamic binarization of pixels (for MNIST likelihoods)")
+    p.add_argument("--corrupt", metavar="SPEC", help="denoising VAE: train on inputs corrupted by SPEC "
+                                                    "(gaussian:0.5, salt-pepper:0.2, mask:0.3) with clean targets")
+    flags.limit(p, "use only the first N training examples")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share for validation (default 0.1)")
+    flags.seed(p)
+    flags.device(p)
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default: bf16 autocast on CPUs with native bf16 and on CUDA, else fp32), fp32, "
+                        "bf16, fp16 (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--no-channels-last", action="store_true", help="keep convolutions in the default memory layout")
+    flags.out(p, "run folder (default runs/DATA-MODEL, numbered if it exists)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    flags.overwrite(p)
+    flags.no_progress(p)
+    p.set_defaults(func=cmd_train)
