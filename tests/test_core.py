@@ -145,3 +145,39 @@ def test_the_plain_autoencoder_reconstructs_but_its_prior_samples_are_plain_deco
     assert report["nll"] is None and report["elbo"] is None and report["recon_error"] > 0
     with pytest.raises(vaekit.InputError, match="autoencoder"):
         ae.log_likelihood(x[:4], k=5)
+
+
+class ShiftedPrior(torch.nn.Module):
+    """p(z) = N(m, s^2 I): a stand-in for a learned prior."""
+
+    def __init__(self, dim, m=0.5, s=2.0):
+        super().__init__()
+        self.loc, self.scale = torch.full((dim,), m), torch.full((dim,), s)
+
+    def forward(self):
+        return torch.distributions.Independent(torch.distributions.Normal(self.loc, self.scale), 1)
+
+
+def test_a_swapped_prior_reaches_sampling_the_kl_and_the_likelihood(digits_data, tmp_path):
+    torch.manual_seed(0)
+    model = FAMILIES["vae"].tiny_model().eval()
+    x = (digits_data.x[:6] > 0.5).float()
+    standard = model.log_likelihood(x, k=50, seed=1)
+    model.set_prior(ShiftedPrior(4))
+    assert model.prior().mean[0] == 0.5
+    torch.manual_seed(2)
+    z = model.sample_prior(20000)
+    assert abs(z.mean().item() - 0.5) < 0.05 and abs(z.std().item() - 2.0) < 0.05
+    # the KL is now Monte Carlo; averaged over many draws it matches the closed form Gaussian KL
+    q = model.posterior(x)
+    exact = torch.distributions.kl_divergence(
+        torch.distributions.Independent(torch.distributions.Normal(q.mu, q.stddev), 1), model.prior())
+    with torch.no_grad():
+        mc = torch.stack([model.kl(next(iter(model.draws(x, None, 4000))))]).mean(1)[0]
+    assert torch.allclose(mc, exact, atol=0.15)
+    shifted = model.log_likelihood(x, k=50, seed=1)  # the general path: log_weights with the new prior
+    assert not torch.allclose(shifted, standard)
+    with pytest.raises(vaekit.InputError, match="set_prior"):
+        model.save_pretrained(tmp_path / "m")
+    model.set_prior(None)
+    assert torch.equal(model.log_likelihood(x, k=50, seed=1), standard)

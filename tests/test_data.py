@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vaekit import data
+from vaekit.data import idx
 from vaekit.data import (
     InputError,
     binarize_fixed,
@@ -28,7 +29,7 @@ def offline(tmp_path, monkeypatch):
     def no_network(url, timeout=30.0):
         raise OSError("network disabled in tests")
 
-    monkeypatch.setattr(data, "_fetch_url", no_network)
+    monkeypatch.setattr(idx, "_fetch_url", no_network)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -46,7 +47,7 @@ def small_idx(n=5, seed=0):
 def write_idx_folder(folder, split="train", n=5, gz=True, seed=0):
     images, labels = small_idx(n, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    for stem, array in zip(data._IDX_STEMS[split], (images, labels)):
+    for stem, array in zip(idx._IDX_STEMS[split], (images, labels)):
         raw = idx_bytes(array)
         (folder / (f"{stem}.gz" if gz else stem)).write_bytes(gzip.compress(raw) if gz else raw)
     return images, labels
@@ -163,13 +164,13 @@ def fake_mirror(monkeypatch, name, corrupt=None):
     """Serve small gzip IDX files for `name`'s test split; return (images, labels, fetched URLs)."""
     images, labels = small_idx(4)
     served = {}
-    for stem, array in zip(data._IDX_STEMS["test"], (images, labels)):
+    for stem, array in zip(idx._IDX_STEMS["test"], (images, labels)):
         raw = idx_bytes(array)
         gz = gzip.compress(raw)
         served[f"{stem}.gz"] = gz
         digests = {"idx_sha256": hashlib.sha256(raw).hexdigest(), "gz_md5": hashlib.md5(gz).hexdigest()}
-        kinds = data._CHECKSUMS[name][stem]  # the kinds of checksum the real table holds for this file
-        monkeypatch.setitem(data._CHECKSUMS[name], stem, {kind: digests[kind] for kind in kinds})
+        kinds = idx._CHECKSUMS[name][stem]  # the kinds of checksum the real table holds for this file
+        monkeypatch.setitem(idx._CHECKSUMS[name], stem, {kind: digests[kind] for kind in kinds})
         if corrupt == stem:  # a valid gzip of different content: only the checksum can tell
             bad = bytearray(raw)
             bad[-1] ^= 0xFF
@@ -180,7 +181,7 @@ def fake_mirror(monkeypatch, name, corrupt=None):
         fetched.append(url)
         return served[url.rsplit("/", 1)[1]]
 
-    monkeypatch.setattr(data, "_fetch_url", fetch)
+    monkeypatch.setattr(idx, "_fetch_url", fetch)
     return images, labels, fetched
 
 
@@ -189,7 +190,7 @@ def test_download_is_verified_and_cached(tmp_path, monkeypatch, name):
     images, labels, fetched = fake_mirror(monkeypatch, name)
     ds = load_dataset(name, split="test")
     assert ds.y.tolist() == labels.tolist() and ds.x.shape == (4, 1, 28, 28)
-    assert all(url.startswith(data._MIRRORS[name][0]) for url in fetched) and len(fetched) == 2
+    assert all(url.startswith(idx._MIRRORS[name][0]) for url in fetched) and len(fetched) == 2
     cached = tmp_path / "cache" / "vaekit" / name
     assert sorted(p.name for p in cached.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     load_dataset(name, split="test")
@@ -201,15 +202,15 @@ def test_download_with_wrong_checksum_raises_and_writes_nothing(tmp_path, monkey
     _, _, fetched = fake_mirror(monkeypatch, name, corrupt="t10k-images-idx3-ubyte")
     with pytest.raises(InputError, match="checksum mismatch"):
         load_dataset(name, split="test")
-    assert len(fetched) == len(data._MIRRORS[name])  # every mirror was tried
+    assert len(fetched) == len(idx._MIRRORS[name])  # every mirror was tried
     cached = tmp_path / "cache" / "vaekit" / name
     assert not cached.exists() or not any(cached.iterdir())
 
 
 def test_checksum_table_covers_every_file():
     for name in ("mnist", "fashion-mnist"):
-        stems = data._IDX_STEMS["train"] + data._IDX_STEMS["test"]
-        assert all(data._CHECKSUMS[name][stem] for stem in stems)
+        stems = idx._IDX_STEMS["train"] + idx._IDX_STEMS["test"]
+        assert all(idx._CHECKSUMS[name][stem] for stem in stems)
 
 
 # ---- the user's files -----------------------------------------------------------------------------

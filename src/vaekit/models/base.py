@@ -19,10 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn as nn
 from torch.distributions import Distribution
 
 from ..capabilities import Capabilities
 from ..distributions import DiagonalGaussian, StandardNormal, make_likelihood
+from ..errors import InputError
 from ..objectives import StepOutput, free_bits_kl
 from .core import ImageShape, Model, inference
 from .registry import register
@@ -45,11 +47,11 @@ class BaseVAE(Model):
     """A VAE with a diagonal Gaussian posterior, a N(0, I) prior and a chosen likelihood."""
 
     capabilities = Capabilities()
-    free_bits_scale = 1  # latent dimensions per free-bits unit (a flow's KL is one unit of latent_dim)
 
     def __init__(self, config):
         super().__init__(config)
         self.lik = make_likelihood(config.likelihood, getattr(config, "sigma", 1.0))
+        self.latent_prior: nn.Module | None = None  # None: p(z) = N(0, I); see set_prior
 
     # ---- what a family defines -------------------------------------------------------------
     @property
@@ -104,8 +106,17 @@ class BaseVAE(Model):
 
     # ---- distributions ---------------------------------------------------------------------
     def prior(self) -> Distribution:
-        """p(z) = N(0, I) over latent_dim."""
-        return StandardNormal((self.latent_dim,), self._anchor())
+        """p(z) over latent_dim: N(0, I), or the component given to `set_prior`. Every sampler,
+        bound and latent tool goes through this method."""
+        if self.latent_prior is None:
+            return StandardNormal((self.latent_dim,), self._anchor())
+        return self.latent_prior()
+
+    def set_prior(self, prior: nn.Module | None) -> None:
+        """Swap p(z) for `prior`, a module whose call returns a Distribution with event shape
+        (latent_dim,) (e.g. a prior fitted to the aggregate posterior); None restores N(0, I).
+        The KL then becomes a Monte Carlo estimate, log q(z|x) - log p(z)."""
+        self.latent_prior = prior
 
     def posterior(self, x, y=None) -> Distribution:
         """q(z|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,)."""
@@ -138,15 +149,21 @@ class BaseVAE(Model):
         return self.prior().log_prob(draw.z)
 
     def kl_units(self, draw: Draw) -> torch.Tensor:
-        """KL(q(z|x) || p(z)) per free-bits unit, summing to the KL: closed form per dimension, (B, L)."""
-        return draw.q.kl_per_dim()
+        """KL(q(z|x) || p(z)) per free-bits unit, summing to the KL: in closed form per dimension,
+        (B, L), for a diagonal Gaussian q and the N(0, I) prior; otherwise the single-sample Monte
+        Carlo estimate log q(z|x) - log p(z) as one unit, (k, B, 1)."""
+        if isinstance(draw.q, DiagonalGaussian) and isinstance(self.prior(), StandardNormal):
+            return draw.q.kl_per_dim()
+        return (draw.log_q - self.log_prior(draw)).unsqueeze(-1)
 
     def penalty(self, draw: Draw, units: torch.Tensor, free_bits: float):
         """(what the loss charges for the KL (B,), extra per-example terms) from the KL units (B, U).
 
-        Free bits floor each unit's batch-mean KL at `free_bits * free_bits_scale` nats."""
+        Free bits (Kingma et al. 2016) floor each unit's batch-mean KL at `free_bits` nats per
+        latent dimension it covers: a KL that does not split (one unit) covers all latent_dim."""
         if free_bits > 0:
-            return free_bits_kl(units, free_bits * self.free_bits_scale), {}
+            per_unit = self.latent_dim if units.shape[-1] == 1 else 1
+            return free_bits_kl(units, free_bits * per_unit), {}
         return units.sum(-1), {}
 
     def kl(self, draw: Draw) -> torch.Tensor:
@@ -217,6 +234,13 @@ class BaseVAE(Model):
 
     def _labels(self, y, like, lead=None):
         return y
+
+    def save_pretrained(self, folder) -> None:
+        """Write `config.json` and `model.safetensors` into `folder`, atomically."""
+        if self.latent_prior is not None:
+            raise InputError("This model has a swapped-in prior (set_prior), which config.json cannot describe "
+                             "yet; restore the N(0, I) prior with set_prior(None) before saving.")
+        super().save_pretrained(folder)
 
     def extra_repr(self) -> str:
         return f"likelihood={self.lik.name}, latent_dim={self.latent_dim}"

@@ -61,8 +61,8 @@ class FlowPosteriorMixin:
     """Turns a Gaussian-posterior VAE family into one with a flow posterior.
 
     Put it before the family in the bases and call `_build_flows()` after the family's __init__.
-    Only `posterior` (the flowed q) and the KL (a Monte Carlo estimate) change; the objectives
-    are the shared ones.
+    Only `posterior` changes (the flowed q); the shared objectives then use the Monte Carlo KL
+    log q(z_K|x) - log p(z_K), which free bits floor as one group of all latent dimensions.
     """
 
     capabilities = Capabilities(posterior="flow")
@@ -72,20 +72,10 @@ class FlowPosteriorMixin:
         context_dim = self.fc_mu.in_features if cfg.flow_context else 0  # width of h
         self.flows = build_flows(cfg.flow, cfg.flow_length, cfg.latent_dim, context_dim, cfg.flow_hidden)
 
-    @property
-    def free_bits_scale(self) -> int:
-        """The KL of a flow does not split into per-dimension parts: free bits floor the batch-mean
-        KL of the whole latent vector at `free_bits * latent_dim` nats (one group of all dimensions)."""
-        return self.latent_dim
-
     def posterior(self, x, y=None) -> FlowPosterior:
         """q(z_K|x): the base Gaussian pushed through the flows amortized on the encoder's h."""
         h, mu, logvar = self._encoder_outputs(self.as_batch(x), y)  # (B, H), (B, L), (B, L)
         return FlowPosterior(DiagonalGaussian(mu, logvar), self.flows, h)
-
-    def kl_units(self, draw):
-        """The single-sample Monte Carlo KL log q(z_K|x) - log p(z_K), as one unit: (k, B, 1)."""
-        return (draw.log_q - self.log_prior(draw)).unsqueeze(-1)
 
     def extra_repr(self) -> str:
         cfg = self.config

@@ -300,6 +300,11 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         params, _ = self.top_down(batch=n, mode="sample", temperature=temperature)
         return self.lik.mean(params, len(self.data_shape))
 
+    def set_prior(self, prior) -> None:
+        """Not offered: the top group's N(0, I) is part of the top-down path (see `top_down`)."""
+        if prior is not None:
+            raise InputError("A hierarchical VAE's prior is its top-down path; set_prior does not apply to it.")
+
     # ---- the hooks of the shared objectives ---------------------------------------------------
     def draws(self, x, y, k: int, noise=None):
         """Yield Draws of joint codes for k posterior samples per example, in chunks.

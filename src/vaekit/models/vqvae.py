@@ -25,7 +25,6 @@ One `save_pretrained` holds both, plus the codebook and all EMA state.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
