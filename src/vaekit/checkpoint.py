@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from .distributions import InputError
-from .io import atomic_dir, save_tensors
+from .atomic import atomic_dir
+from .io import save_tensors
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -56,24 +57,59 @@ def save_checkpoint(folder, model, optimizer, counters: dict, generators: dict[s
 
 
 def load_checkpoint(folder, model, optimizer, generators: dict[str, torch.Generator]) -> dict:
-    """Restore what save_checkpoint wrote; returns the counters dict."""
+    """Restore what save_checkpoint wrote; returns the counters dict. Anything that does not fit
+    (a corrupt file, another model, edited counters) is an InputError, and nothing is restored."""
     folder = Path(folder)
     try:
         tensors = load_file(str(folder / "state.safetensors"))
         meta = json.loads((folder / "state.json").read_text())
     except FileNotFoundError:
-        raise InputError(f"No checkpoint in {folder}: nothing to resume; train without --resume first.") from None
+        raise InputError(f"No checkpoint in {folder}: no epoch of this run was saved, so there is nothing to "
+                         "resume; start it again with --overwrite.") from None
     except Exception as e:  # corrupt JSON or safetensors
         raise InputError(f"The checkpoint in {folder} is corrupt ({e}); start again with --overwrite.") from None
+    counters = _check_counters(folder, meta)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer_state = optimizer.state_dict()
     try:
         model.load_state_dict(weights)
     except RuntimeError:
         raise InputError(f"The checkpoint in {folder} belongs to a different model.") from None
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
-    torch.set_rng_state(tensors["rng.torch"])
-    for name, gen in generators.items():
-        gen.set_state(tensors[f"rng.{name}"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return meta["counters"]
+    try:
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        rng = {name: tensors[f"rng.{name}"] for name in ("torch", *generators)}
+        for name, gen in generators.items():
+            gen.set_state(rng[name])
+        torch.set_rng_state(rng["torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+    except Exception as e:  # edited or mismatched optimizer and RNG states
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+        raise InputError(f"The checkpoint in {folder} is corrupt ({type(e).__name__}: {e}); start again with "
+                         "--overwrite.") from None
+    return counters
+
+
+def _check_counters(folder: Path, meta) -> dict:
+    """The counters of state.json, each of the type and range the Trainer writes."""
+    try:
+        counters = meta["counters"]
+        meta["optimizer"]["param_groups"], meta["optimizer"]["plain"]
+        ok = (isinstance(counters, dict)
+              and all(_whole(counters.get(k)) for k in ("epoch", "step", "stale"))
+              and isinstance(counters.get("best"), (int, float)) and not isinstance(counters.get("best"), bool)
+              and isinstance(counters.get("history"), list)
+              and all(isinstance(row, dict) for row in counters["history"])
+              and len(counters["history"]) == counters["epoch"])
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise InputError(f"The checkpoint in {folder} has counters vaekit did not write (state.json); start again "
+                         "with --overwrite.")
+    return counters
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

@@ -31,7 +31,8 @@ class DiagonalGaussian(Independent):
 
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
         self.mu, self.logvar = mu, logvar
-        super().__init__(Normal(mu, torch.exp(0.5 * logvar)), 1)
+        # no argument validation: it would synchronise with the device at every training step
+        super().__init__(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False)
 
     def rsample_with_log_prob(self, sample_shape=torch.Size(), noise=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z, log q(z)) for reparameterised samples z of shape sample_shape + (B, L); with `noise`
@@ -49,7 +50,7 @@ class StandardNormal(Independent):
 
     def __init__(self, shape: tuple[int, ...], like: torch.Tensor):
         zeros = like.new_zeros(shape)
-        super().__init__(Normal(zeros, torch.ones_like(zeros)), 1)
+        super().__init__(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
 
 @register_kl(DiagonalGaussian, StandardNormal)

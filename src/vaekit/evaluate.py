@@ -54,7 +54,7 @@ import torch
 from .distributions import BernoulliLikelihood
 from .errors import InputError
 from .importance import EVAL_PRECISIONS, fast_path, importance_log_likelihood
-from .models.core import inference
+from .models.core import inference, trusted_inputs
 from .precision import check_precision
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_d]) exceeds this
@@ -112,7 +112,7 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
     n, dims = x.shape[0], math.prod(x.shape[1:])
     report = {"model": model.model_type, "data": name, "n": n, "dims": dims, "k": k, "seed": seed,
               "precision": precision, "binarized": binarized}
-    with inference(model):
+    with inference(model), trusted_inputs(model):  # x was checked once by _examples
         if caps.latent == "codes":
             report.update(_vq_metrics(model, x, batch_size or 256))
         else:

@@ -2,21 +2,18 @@
 
 This module knows files, not model classes (`vaekit.loading.load` rebuilds models).
 
-Every write goes to a temporary sibling first and is renamed into place, so a crash never leaves
-a half-written model where a good one was.
+Every write goes through `vaekit.atomic`, so a crash never leaves a half-written model where a
+good one was, and a reader never sees one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from safetensors.torch import save_file
 
+from .atomic import atomic_dir, set_ordinary_permissions
 from .errors import InputError
 from .version import __version__
 
@@ -24,48 +21,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 ALIASES_NAME = "aliases.json"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_dir(folder):
-    """Yield a temporary folder beside `folder`; on success it replaces `folder` in one rename."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a saved model is an ordinary folder
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write a file through a temporary sibling and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def model_config(model) -> dict:
@@ -85,7 +40,7 @@ def save_pretrained(model, folder) -> Path:
 def save_tensors(tensors: dict, path) -> None:
     """safetensors.save_file with ordinary file permissions (it creates the file private)."""
     save_file(tensors, str(path))
-    os.chmod(path, 0o666 & ~_umask())
+    set_ordinary_permissions(path)
 
 
 def pretrained_aliases() -> dict[str, str]:

@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .distributions import InputError
-from .io import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 __all__ = ["to_images", "save_image_grid", "save_loss_curve", "save_latent_map", "save_histogram"]
 

@@ -12,8 +12,10 @@ resumed run continues with exactly the settings it started with.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +24,9 @@ import torch
 
 from . import distributed
 from .errors import InputError
-from .io import CONFIG_NAME, atomic_write_bytes, pretrained_folder
+from .atomic import LOCK_NAME, atomic_write_bytes, folder_lock, is_temporary
+from .configs import validate
+from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
 
 RUN_FILE = "run.json"
@@ -53,6 +57,7 @@ class TrainSpec:
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "constant"
+    grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
     warmup_epochs: float = 0.0
     free_bits: float = 0.0
     binarize: bool = False
@@ -99,14 +104,29 @@ class Run:
 
 
 def train(spec: TrainSpec, say=print) -> Run:
-    """Train `spec.model` on `spec.data` into a run folder; `say` prints what happens."""
-    from .data import load_dataset, train_val_split
-    from .train import TrainConfig, Trainer
+    """Train `spec.model` on `spec.data` into a run folder; `say` prints what happens.
 
+    One process at a time writes a run folder (a second is refused). A run that fails before its
+    first epoch is saved removes the folder it created."""
+    validate(spec, flags=True)
     rank, world = distributed.setup()
     if world > 1 and not spec.out:
         raise InputError("Under torchrun give --out RUN_FOLDER, so that every process writes to the same run.")
     out = run_folder_for(spec)
+    created, fresh = not out.exists(), not _has_content(out)
+    with folder_lock(out) if rank == 0 else contextlib.nullcontext():
+        try:
+            return _train_in(out, spec, rank, world, say)
+        except BaseException:
+            if rank == 0 and fresh:
+                _remove_stub(out, created)  # a run that failed before its first epoch leaves nothing behind
+            raise
+
+
+def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say) -> Run:
+    from .data import load_dataset, train_val_split
+    from .train import TrainConfig, Trainer
+
     distributed.barrier()  # every rank has checked the folder before rank 0 creates it
     if spec.resume:
         spec = resumed_spec(out, spec)
@@ -121,6 +141,7 @@ def train(spec: TrainSpec, say=print) -> Run:
                         **model_options)
     config = TrainConfig(
         epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, lr_schedule=spec.lr_schedule,
+        grad_clip=spec.grad_clip,
         beta=1.0 if spec.beta is None else spec.beta, warmup_epochs=spec.warmup_epochs, free_bits=spec.free_bits,
         objective=spec.objective, k=spec.k, binarize=spec.binarize, corrupt=spec.corrupt or "",
         patience=spec.patience, seed=spec.seed, progress=not spec.no_progress, device=spec.device,
@@ -158,10 +179,10 @@ def run_folder_for(spec: TrainSpec) -> Path:
     overwritten), else runs/DATA-MODEL, numbered -2, -3, ... when taken."""
     if spec.out:
         out = Path(spec.out)
-        if out.exists() and any(out.iterdir()) and not (spec.resume or spec.overwrite):
+        if _has_content(out) and not (spec.resume or spec.overwrite):
             raise InputError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it.")
-        if spec.overwrite and not spec.resume and out.exists() and any(out.iterdir()) and not (out / RUN_FILE).exists():
-            raise InputError(f"{out} is not a vaekit run folder; refusing to overwrite it, choose another --out.")
+        if spec.overwrite and not spec.resume and _has_content(out):
+            check_replaceable(out)
         return out
     if spec.resume:
         raise InputError("--resume needs --out RUN_FOLDER, the run to continue.")
@@ -180,7 +201,7 @@ def resumed_spec(out: Path, spec: TrainSpec) -> TrainSpec:
     resumed = TrainSpec.from_flags(saved["args"])
     own = {opt.dest for opt in family(resumed.model).options}  # older run.json files kept every family's flags
     options = {k: v for k, v in resumed.options.items() if k in own}
-    return dataclasses.replace(resumed, options=options, epochs=spec.epochs or resumed.epochs, out=spec.out,
+    return dataclasses.replace(resumed, options=options, epochs=spec.epochs if spec.epochs is not None else resumed.epochs, out=spec.out,
                                resume=True, overwrite=False)
 
 
@@ -205,14 +226,17 @@ def resolve_defaults(spec: TrainSpec, data_name: str, shape: tuple, n: int) -> T
         data_name, ("bernoulli", 1.0) if len(shape) == 3 else ("gaussian", 1.0))
     likelihood = spec.likelihood or default_lik
     sigma = spec.sigma or (default_sigma if likelihood == default_lik else 1.0)
-    epochs = spec.epochs or (10 if n > LARGE_DATA else 100)
+    if spec.epochs == 0:
+        raise InputError("--epochs must be 1 or more (leave it out for the default).")
+    epochs = spec.epochs if spec.epochs is not None else (10 if n > LARGE_DATA else 100)
     return dataclasses.replace(spec, likelihood=likelihood, sigma=sigma, epochs=epochs)
 
 
 def _prepare_folder(out: Path, spec: TrainSpec) -> None:
-    """Create (or, with overwrite, replace) the run folder and write run.json."""
-    if spec.overwrite and out.exists() and not spec.resume:
-        shutil.rmtree(out)
+    """Create (or, with overwrite, empty of what vaekit wrote) the run folder and write run.json."""
+    if spec.overwrite and not spec.resume and _has_content(out):
+        for entry in check_replaceable(out):
+            _remove(out / entry)
     out.mkdir(parents=True, exist_ok=True)
     info = {"data": spec.data, "data_dir": spec.data_dir, "args": spec.record()}
     atomic_write_bytes(out / RUN_FILE, json.dumps(info, indent=2).encode())
@@ -273,6 +297,66 @@ def write_pictures(model, data, out: Path) -> dict[str, Path]:
         files["interpolation"] = save_image_grid(strips, out / "interpolation.png", image_shape=shape,
                                                  title="latent interpolation")
     return files
+
+
+# ---- what a run folder may hold -----------------------------------------------------------------
+RUN_ENTRIES = {"model", "checkpoint", RUN_FILE, "metrics.jsonl", "train_config.json", "evaluation.json",
+               "loss_curve.png", "samples.png", "reconstructions.png", "interpolation.png", "codebook_usage.png",
+               "traversal.png", "interpolation_linear.png", "interpolation_slerp.png", LOCK_NAME}
+
+
+def _entries(out: Path) -> list[str]:
+    """The folder's entries, without vaekit's lock and the temporaries of finished writers."""
+    try:
+        return [e for e in os.listdir(out) if e != LOCK_NAME and not is_temporary(e)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _has_content(out: Path) -> bool:
+    return bool(_entries(out)) or (out.exists() and not out.is_dir())
+
+
+def check_replaceable(out: Path) -> list[str]:
+    """The entries --overwrite may delete: refused unless `out` is a run folder vaekit wrote (a
+    readable run.json, nothing but vaekit's files) and not the current folder or one above it."""
+    here, target = Path.cwd().resolve(), out.resolve()
+    if target == here or target in here.parents or target == Path.home().resolve():
+        raise InputError(f"Refusing to overwrite {out}: it is the current folder, your home or a folder above "
+                         "them; choose a new --out.")
+    if out.is_symlink() or not out.is_dir():
+        raise InputError(f"Refusing to overwrite {out}: it is not a folder that vaekit wrote; choose another --out.")
+    if not run_info(out).get("args"):
+        raise InputError(f"Refusing to overwrite {out}: it has no readable {RUN_FILE}, so it is not a vaekit run "
+                         "folder; choose another --out.")
+    entries = [e for e in os.listdir(out) if not is_temporary(e)]
+    foreign = sorted(e for e in entries if e not in RUN_ENTRIES)
+    if foreign:
+        raise InputError(f"Refusing to overwrite {out}: it holds {foreign[0]!r}, which vaekit did not write; move "
+                         "it away or choose another --out.")
+    return [e for e in entries if e != LOCK_NAME]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _remove_stub(out: Path, created: bool) -> None:
+    """Remove what a run wrote into a folder that was empty, if no epoch of it was saved (and the
+    folder itself, if the run created it)."""
+    if (out / "checkpoint").exists() or not out.is_dir():
+        return
+    for entry in os.listdir(out):
+        if entry in RUN_ENTRIES or is_temporary(entry):
+            _remove(out / entry)
+    if created:
+        try:
+            out.rmdir()
+        except OSError:
+            pass  # something else was put there meanwhile: leave it
 
 
 # ---- reading run folders -----------------------------------------------------------------------

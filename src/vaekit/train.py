@@ -26,13 +26,17 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .corruption import corrupt, parse_corruption
 from .data import check_probabilities, dynamic_binarize
 from . import distributed as dist
+from .configs import validate
 from .errors import InputError
 from .precision import PRECISIONS, autocast, check_precision, resolve_precision
-from .io import WEIGHTS_NAME, atomic_write_bytes
+from .atomic import atomic_write_bytes
+from .io import WEIGHTS_NAME
+from .models.core import trusted_inputs
 from .objectives import KLWarmup, StepOutput, iwae_loss
 
 
 LR_SCHEDULES = ("constant", "cosine")
+DIVERGED = 1e10  # nats per example beyond which no model is learning (MNIST is about 100)
 
 
 @dataclass
@@ -67,8 +71,7 @@ class TrainConfig:
             if self.objective != "elbo":
                 raise InputError("Denoising training (corrupt=...) works with the 'elbo' objective only.")
         check_precision(self.precision, PRECISIONS)
-        if self.epochs < 0 or self.batch_size < 1 or self.k < 1:
-            raise InputError("epochs must be >= 0, and batch_size and k >= 1.")
+        validate(self)  # types and ranges: whole epochs, positive lr, beta >= 0, ...
 
 
 def _tensors(data, model):
@@ -163,9 +166,13 @@ class Trainer:
     # ---- the loop --------------------------------------------------------------------------
     def fit(self, train, val=None, resume: bool = False) -> list[dict]:
         """Train on `train` (Dataset, tensor or (x, y)); validate on `val` each epoch."""
+        torch.manual_seed(self.config.seed)
+        x, y, xv, yv = self._prepare(train, val)  # every example checked here, once
+        with trusted_inputs(self.model):
+            return self._fit(x, y, xv, yv, val is not None, resume)
+
+    def _fit(self, x, y, xv, yv, validate: bool, resume: bool) -> list[dict]:
         cfg, model = self.config, self.model
-        torch.manual_seed(cfg.seed)
-        x, y, xv, yv = self._prepare(train, val)
         torch.manual_seed(cfg.seed + self.rank)  # each process draws its own noise
         gens = {"shuffle": torch.Generator().manual_seed(cfg.seed),  # the same permutation on every rank
                 "binarize": torch.Generator(device=self.device).manual_seed(cfg.seed + 1 + 1000 * self.rank)}
@@ -187,12 +194,16 @@ class Trainer:
                    unit="batch", dynamic_ncols=True)
         while state["epoch"] < cfg.epochs:
             t0 = time.perf_counter()
-            sums = self._train_epoch(x, y, steps_per_epoch, optimizer, warmup, state, gens, bar)
+            try:
+                sums = self._train_epoch(x, y, steps_per_epoch, optimizer, warmup, state, gens, bar)
+            except _Diverged as e:
+                bar.close()
+                raise self._diverged(e.loss, state, best_weights) from None
             elapsed = time.perf_counter() - t0
             row = {"epoch": state["epoch"] + 1, "beta": warmup(state["step"] - 1), "seconds": round(elapsed, 3),
                    "images_per_s": round(n / elapsed, 1)}
             row.update({f"train_{k}": v.item() / n for k, v in sums.items()})
-            if val is not None:
+            if validate:
                 row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, row["beta"]).items()})
             state["epoch"] += 1
             monitored = row.get("val_loss", row["train_loss"])
@@ -213,9 +224,9 @@ class Trainer:
                               f"for {cfg.patience} epochs.")
                 break
         bar.close()
-        if val is not None and best_weights is not None:
+        if validate and best_weights is not None:
             model.load_state_dict(best_weights)
-        elif val is not None and self.out_dir is not None and (self.out_dir / "model").exists():
+        elif validate and self.out_dir is not None and (self.out_dir / "model").exists():
             model.load_state_dict(load_file(str(self.out_dir / "model" / WEIGHTS_NAME), device=str(self.device)))
         dist.barrier()
         model.eval()
@@ -246,10 +257,24 @@ class Trainer:
             _accumulate(sums, out, len(xb))
             bar.update(1)
         sums = {k: dist.all_sum(v) for k, v in sums.items()}
-        if not math.isfinite(sums["loss"].item()):
-            raise FloatingPointError(f"The loss became {sums['loss'].item()} in epoch {state['epoch'] + 1}; "
-                                     "lower the learning rate or set grad_clip.")
+        per_example = sums["loss"].item() / max(steps * cfg.batch_size, 1)
+        if not math.isfinite(per_example) or abs(per_example) > DIVERGED:
+            raise _Diverged(per_example)
         return sums
+
+    def _diverged(self, loss: float, state: dict, best_weights) -> TrainingDiverged:
+        """Put back the best weights so far (in memory; the saved model/ is never a diverged one)
+        and say what to change."""
+        epoch = state["epoch"] + 1
+        saved = self.out_dir is not None and (self.out_dir / "model").exists()
+        if best_weights is not None:
+            self.model.load_state_dict(best_weights)
+        elif saved:
+            self.model.load_state_dict(load_file(str(self.out_dir / "model" / WEIGHTS_NAME), device=str(self.device)))
+        kept = (f"the saved model is the best of the first {state['epoch']} epochs" if saved and state["epoch"]
+                else "no epoch was saved")
+        return TrainingDiverged(f"Training diverged in epoch {epoch} (loss {loss:.3g} nats per example); {kept}. "
+                                f"Lower the learning rate (now {self.config.lr:g}) or clip gradients (--grad-clip 1).")
 
     @torch.no_grad()
     def evaluate(self, x, y=None, beta: float | None = None, batch_size: int = 1000) -> dict:
@@ -279,6 +304,15 @@ class Trainer:
         atomic_write_bytes(out / "train_config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
         save_checkpoint(out / "checkpoint", self.model, optimizer, state, gens)
         save_loss_curve(self.history, out / "loss_curve.png")
+
+
+class TrainingDiverged(InputError):
+    """The loss became NaN, infinite or absurdly large: the settings, not the data, need changing."""
+
+
+class _Diverged(Exception):
+    def __init__(self, loss: float):
+        self.loss = loss
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..distributions import InputError
-from ..io import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 __all__ = ["augment", "pseudo_label", "PseudoLabels", "spread_labels", "save_npz"]
 

@@ -27,10 +27,11 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import InputError
+from ..errors import InputError, InputTypeError
 from ..objectives import log_mean_exp
 
 SCORES = ("elbo", "nll", "recon")
+SCORE_BATCH = 256  # rows per scoring pass (fixed: see AnomalyDetector._batches)
 DETECTOR_MODELS = ("vae", "conv")  # the families a detector is built from
 FITTED = ("image_shape_", "n_features_in_", "mean_", "scale_", "likelihood_", "sigma_", "history_", "model_",
           "calibration_scores_", "threshold_", "offset_")  # what fit sets
@@ -194,7 +195,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         x = self._transform(X)
         with torch.no_grad():
-            rec = torch.cat([self.model_.eval().reconstruct(b).cpu() for b in self._batches(x)]).double().numpy()
+            rec = torch.cat([self.model_.eval().reconstruct(b)[:n].cpu() for b, n in self._batches(x)]).double().numpy()
         rec = rec.reshape(len(x), -1)
         if self.image_shape_:
             return rec.reshape(len(x), *self.image_shape_)
@@ -211,14 +212,14 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         """
         check_is_fitted(self, "model_")
         x = self._transform(X)
-        maps = [self._error_map(b).cpu() for b in self._batches(x)]
+        maps = [self._error_map(b)[:n].cpu() for b, n in self._batches(x)]
         shape = self.image_shape_ or (self.n_features_in_,)
         return torch.cat(maps).double().numpy().reshape(len(x), *shape)
 
     # ---- saving ----------------------------------------------------------------------------
     def save(self, folder) -> Path:
         """Write the fitted detector to `folder`: `model/` (config.json + safetensors) and detector.json."""
-        from ..io import atomic_dir
+        from ..atomic import atomic_dir
 
         check_is_fitted(self, "model_")
         state = {
@@ -323,10 +324,17 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         x = x.reshape(len(x), *self.image_shape_) if self.image_shape_ else x.reshape(len(x), -1)
         return self.model_.check_input(self._standardize(x))  # e.g. values outside [0, 1] for a Bernoulli
 
-    def _batches(self, x: torch.Tensor, size: int = 256):
+    def _batches(self, x: torch.Tensor, size: int = SCORE_BATCH):
+        """Batches of exactly `size` rows, the last one padded with copies of its first row: every
+        example then goes through the same kernels wherever it sits, so its score does not depend
+        on the other rows of X (not even in the last bits)."""
         device = next(self.model_.parameters()).device
         for start in range(0, len(x), size):
-            yield x[start:start + size].to(device)
+            batch = x[start:start + size]
+            pad = size - len(batch)
+            if pad:
+                batch = torch.cat([batch, batch[:1].expand(pad, *batch.shape[1:])])
+            yield batch.to(device), len(batch) - pad
 
     @torch.no_grad()
     def _anomaly_scores(self, x: torch.Tensor) -> np.ndarray:
@@ -336,7 +344,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         # score is deterministic and does not depend on the other examples in X or their order.
         eps = torch.randn(self.n_samples, 1, model.latent_dim, generator=torch.Generator().manual_seed(self.seed))
         eps = eps.to(device)
-        parts = [self._batch_scores(model, b, eps).double().cpu() for b in self._batches(x)]
+        parts = [self._batch_scores(model, b, eps)[:n].double().cpu() for b, n in self._batches(x)]
         return torch.cat(parts).numpy() if parts else np.zeros(0)
 
     def _batch_scores(self, model, b: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -390,7 +398,9 @@ def _as_tensor(X) -> torch.Tensor:
     try:
         X = np.asarray(X)
         X = X.astype(np.float64) if X.dtype == object else X
-    except (ValueError, TypeError) as e:
+    except TypeError as e:
+        raise InputTypeError(f"X is not an array of numbers ({e}); give a NumPy array, tensor or table.") from None
+    except ValueError as e:
         raise InputError(f"X is not an array of numbers ({e}); give a NumPy array, tensor or table.") from None
     if X.dtype.kind == "c":
         raise InputError("Complex data not supported; give real numbers.")

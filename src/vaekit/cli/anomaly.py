@@ -133,7 +133,7 @@ def cmd_score(args):
     from sklearn.metrics import roc_auc_score
 
     from ..applications.detector import AnomalyDetector, save_error_maps
-    from ..io import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
     from ..plots import save_histogram
 
     det = AnomalyDetector.load(args.detector)

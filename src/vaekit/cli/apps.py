@@ -119,7 +119,7 @@ def cmd_denoise(args):
     from ..applications.denoise import denoise, psnr
     from ..corruption import corrupt, parse_corruption
     from ..data import from_arrays
-    from ..io import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
     from ..loading import load
     from ..plots import save_image_grid
 

@@ -43,7 +43,7 @@ def cmd_evaluate(args) -> None:
 def _write(report: dict, args) -> Path | None:
     """evaluation.json into --out, else the run or model folder when it is one and writable."""
     from .common import run_folder
-    from ..io import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     run = run_folder(args.run)
     if args.out:

@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
                     "early stopping after N epochs without improvement (default 0: never)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="constant (default) or cosine decay to lr/100 over the run")
+    p.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm to this value "
+                                                                   "(default 0: no clipping; 1 tames a large --lr)")
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="KL warm-up length in epochs (default 0)")
     p.add_argument("--free-bits", type=float, default=0.0, help="free nats per latent dimension (default 0)")
     p.add_argument("--binarize", action="store_true", help="dynamic binarization of pixels (for MNIST likelihoods)")

@@ -58,6 +58,8 @@ def from_arrays(x, y=None, name: str = "array") -> Dataset:
         )
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise InputError(f"Data {name!r} contains NaN or infinite values; clean or impute them first.")
+    if x.dtype.kind in "fiu" and x.dtype.itemsize > 4 and x.size and np.abs(x).max() > np.finfo(np.float32).max:
+        raise InputError(f"Data {name!r} has values beyond float32's range (3.4e38); rescale them first.")
     if x.ndim == 3:
         x = x[:, None]  # (N, H, W) -> (N, 1, H, W)
     elif x.ndim == 4 and x.shape[3] in (1, 3, 4) and x.shape[1] > 4 and x.shape[2] > 4:

@@ -18,7 +18,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..io import atomic_write_bytes
+
+MAX_IDX_BYTES = 1 << 31  # 2 GiB: forty times MNIST's training images
+MAX_GZIP_RATIO = 50  # MNIST's files expand 2-8 times; a bomb, thousands of times
+from ..atomic import atomic_write_bytes
 from .dataset import Dataset
 
 
@@ -120,16 +123,32 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _read_idx_cached(path: str, mtime_ns: int, size: int, ndim: int) -> np.ndarray:
-    raw = Path(path).read_bytes()
-    if path.endswith(".gz"):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise InputError(f"{path} is not a complete gzip file ({e}); replace it with the original file.") from None
+    raw = _read_bounded(Path(path), ndim, size)
     problem = _idx_problem(raw, ndim)
     if problem:
         raise InputError(f"{path} is corrupt: {problem}; replace it with the original file.")
     return _idx_array(raw, ndim)
+
+
+def _read_bounded(path: Path, ndim: int, size: int) -> bytes:
+    """The file's bytes (decompressed), reading no more than its header declares: a gzip bomb or a
+    header promising gigabytes is refused before the memory is taken."""
+    start = 4 + 4 * ndim
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(start)
+            if len(head) < start:
+                return head  # _idx_problem names it
+            declared = start + math.prod(struct.unpack(f">{ndim}I", head[4:start]))
+            limit = MAX_IDX_BYTES if path.suffix != ".gz" else min(MAX_IDX_BYTES, MAX_GZIP_RATIO * size + (1 << 20))
+            if declared > limit:
+                raise InputError(f"{path} declares {declared:,} bytes of images, more than such a file can hold "
+                                 f"({limit:,}); replace it with the original file.")
+            return head + f.read(declared - start + 1)  # one byte more shows a file longer than declared
+    except (OSError, EOFError, zlib.error) as e:
+        raise InputError(f"{path} is not a complete {'gzip' if path.suffix == '.gz' else 'IDX'} file ({e}); "
+                         "replace it with the original file.") from None
 
 
 def _idx_problem(raw: bytes, ndim: int) -> str | None:

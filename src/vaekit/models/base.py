@@ -26,7 +26,7 @@ from ..capabilities import Capabilities
 from ..distributions import DiagonalGaussian, StandardNormal, make_likelihood
 from ..errors import InputError
 from ..objectives import StepOutput, free_bits_kl
-from .core import ImageShape, Model, inference
+from .core import ImageShape, Model, inference, trusted_inputs
 from .registry import register
 
 __all__ = ["BaseVAE", "Draw", "ImageShape", "register"]
@@ -213,7 +213,8 @@ class BaseVAE(Model):
         The same estimator, seeding and numbers as `vaekit.evaluate(model, x, k=k, seed=seed)`."""
         from ..importance import importance_log_likelihood
 
-        with inference(self):
+        x = self.check_input(x)
+        with inference(self), trusted_inputs(self):
             return importance_log_likelihood(self, x, y, k=k, chunk=chunk, seed=seed, precision=precision)[0]
 
     def reconstruct(self, x, y=None) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 
 from ..capabilities import Capabilities
-from ..errors import InputError
+from ..configs import validate
+from ..errors import InputError, InputTypeError
 from ..io import save_pretrained
 
 
@@ -21,9 +22,11 @@ class Model(nn.Module):
     model_type = ""
     config_class: type = None
     capabilities = Capabilities()
+    _trusted = False  # True inside trusted_inputs(model): the caller checked the data once
 
     def __init__(self, config):
         super().__init__()
+        validate(config)  # types and ranges, before any network is built
         self.config = config
 
     @property
@@ -42,25 +45,39 @@ class Model(nn.Module):
         return self._batch(x)[0]
 
     def check_input(self, x) -> torch.Tensor:
-        """as_batch plus finiteness and likelihood-support checks; raises InputError."""
+        """as_batch plus finiteness and likelihood-support checks (even for trusted inputs); raises InputError."""
         x = self.as_batch(x)
         self.lik.check(x)
         return x
 
     def _batch(self, x):
-        """(batch, single): x shaped (B, *data_shape), and whether it was one unbatched example."""
+        """(batch, single): x shaped (B, *data_shape) in the weights' dtype, and whether it was one
+        unbatched example. uint8 values are pixels (divided by 255). Unless the caller checked the
+        data already (`trusted_inputs`), values must be finite and in the likelihood's support."""
         if not torch.is_tensor(x):
-            x = torch.as_tensor(x)
+            try:
+                x = torch.as_tensor(x)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise InputTypeError(f"Expected an array of numbers, got {type(x).__name__} ({e}).") from None
+        if x.dtype == torch.bool or not (torch.is_floating_point(x) or x.dtype in _INTEGERS):
+            raise InputTypeError(f"Expected numbers, got a tensor of {x.dtype}; give float or integer values.")
+        dtype = self._anchor().dtype
+        x = x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
         shape, size = self.data_shape, math.prod(self.data_shape)
-        x = x.to(self._anchor().dtype) if not torch.is_floating_point(x) else x
         if x.shape == shape or (x.dim() == 1 and x.numel() == size):
-            return x.reshape(1, *shape), True
-        if x.dim() >= 2 and math.prod(x.shape[1:]) == size:
-            return x.reshape(x.shape[0], *shape), False
-        raise InputError(
-            f"Expected examples of shape {tuple(shape)} ({size} values each), got a tensor of shape "
-            f"{tuple(x.shape)}; reshape the data or build the model for this size."
-        )
+            x, single = x.reshape(1, *shape), True
+        elif x.dim() >= 2 and math.prod(x.shape[1:]) == size:
+            x, single = x.reshape(x.shape[0], *shape), False
+        else:
+            raise InputError(
+                f"Expected examples of shape {tuple(shape)} ({size} values each), got a tensor of shape "
+                f"{tuple(x.shape)}; reshape the data or build the model for this size."
+            )
+        if x.shape[0] == 0:
+            raise InputError("The batch is empty; give at least one example.")
+        if not self._trusted:
+            self.lik.check(x)
+        return x, single
 
     def _anchor(self) -> torch.Tensor:
         """A parameter, for the device and dtype of the weights."""
@@ -85,6 +102,21 @@ class ImageShape:
     @property
     def image_shape(self) -> tuple[int, ...]:
         return self.data_shape
+
+
+_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+@contextmanager
+def trusted_inputs(model: nn.Module):
+    """Inside, the model skips its per-call finiteness and support checks: for loops (training,
+    evaluation) that checked all their data once before starting."""
+    before = getattr(model, "_trusted", False)
+    model._trusted = True
+    try:
+        yield model
+    finally:
+        model._trusted = before
 
 
 @contextmanager
