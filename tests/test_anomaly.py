@@ -338,3 +338,13 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, monkeypatch, argv, message):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([AnomalyDetector(epochs=2, latent_dim=2, n_samples=2)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    """scikit-learn's own checks of an outlier detector, all of them (deterministic scores
+    independent of batching included)."""
+    check(estimator)

@@ -83,6 +83,17 @@ def remove_debris(parent: Path, name: str) -> None:
             path.unlink(missing_ok=True)
 
 
+def remove_all_debris(folder: Path) -> None:
+    """remove_debris for every name in `folder` that has temporaries (a run folder on resume)."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    names = {e[1:].split(TMP_TAG, 1)[0] for e in entries if is_temporary(e)}
+    for name in names:
+        remove_debris(Path(folder), name)
+
+
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 

@@ -24,7 +24,7 @@ import torch
 
 from . import distributed
 from .errors import InputError
-from .atomic import LOCK_NAME, atomic_write_bytes, folder_lock, is_temporary
+from .atomic import LOCK_NAME, atomic_write_bytes, folder_lock, is_temporary, remove_all_debris
 from .configs import validate
 from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
@@ -128,6 +128,8 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say) -> Run:
     from .train import TrainConfig, Trainer
 
     distributed.barrier()  # every rank has checked the folder before rank 0 creates it
+    if rank == 0:
+        remove_all_debris(out)  # what killed runs left half-written
     if spec.resume:
         spec = resumed_spec(out, spec)
     fam = family(spec.model)  # an unknown model is an error before any data is read
@@ -195,10 +197,17 @@ def run_folder_for(spec: TrainSpec) -> Path:
 
 def resumed_spec(out: Path, spec: TrainSpec) -> TrainSpec:
     """The spec a run folder was started with; a given `epochs` extends it."""
-    saved = run_info(out)
-    if not saved:
+    if not (out / RUN_FILE).exists():
         raise InputError(f"{out} has no {RUN_FILE}: it is not a run folder that can be resumed.")
+    saved = run_info(out)
+    if not isinstance(saved.get("args"), dict) or not isinstance(saved["args"].get("options", {}), dict):
+        raise InputError(f"{out / RUN_FILE} is corrupt (no settings in it); start the run again with --overwrite.")
     resumed = TrainSpec.from_flags(saved["args"])
+    try:
+        validate(resumed, flags=True)
+    except InputError as e:
+        raise InputError(f"{out / RUN_FILE} holds a setting vaekit cannot use ({e}); start the run again with "
+                         "--overwrite.") from None
     own = {opt.dest for opt in family(resumed.model).options}  # older run.json files kept every family's flags
     options = {k: v for k, v in resumed.options.items() if k in own}
     return dataclasses.replace(resumed, options=options, epochs=spec.epochs if spec.epochs is not None else resumed.epochs, out=spec.out,

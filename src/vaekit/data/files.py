@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -101,7 +102,10 @@ def _read_csv(path: Path):
     header = [field.strip().strip('"').strip() for field in lines[0].split(",")]
     has_header = not all(_is_number(field) for field in header)
     try:
-        table = np.loadtxt(io.StringIO("\n".join(lines[int(has_header):])), delimiter=",", ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported below
+            table = np.loadtxt(io.StringIO("\n".join(lines[int(has_header):])), delimiter=",", ndmin=2,
+                               dtype=np.float64)
     except ValueError as e:
         raise InputError(f"{path} is not a numeric CSV table ({str(e).rstrip('.')}).") from None
     except Exception as e:
