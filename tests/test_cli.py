@@ -32,8 +32,8 @@ def test_resume_continues_to_more_epochs(run):
 
 
 @pytest.mark.parametrize("command, picture", [
-    (["sample", "--n", "16"], "samples.png"),
-    (["reconstruct", "--n", "8"], "reconstructions.png"),
+    (["sample", "--n", "16"], "sample_seed0.png"),  # not the run's own samples.png
+    (["reconstruct", "--n", "8"], "reconstruct.png"),
     (["interpolate", "--pairs", "2", "--method", "slerp"], "interpolation_slerp.png"),
     (["traverse", "--dims", "0", "1"], "traversal.png"),
 ])

@@ -41,7 +41,7 @@ def test_shipped_weights_reproduce_their_check(name, mnist_dir):
 
 def test_cli_samples_and_evaluates_a_pretrained_name(tmp_path, mnist_dir, capsys):
     assert main(["sample", "mnist-mlp", "--n", "16", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "samples.png").exists()
+    assert (tmp_path / "sample_seed0.png").exists()
     capsys.readouterr()
     assert main(["evaluate", "mnist-mlp", "--data-dir", str(mnist_dir), "--limit", "5", "--k", "10", "--json",
                  "--no-progress"]) == 0  # the data set (mnist) comes from the shipped run.json

@@ -13,6 +13,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from .errors import InputError
+
 
 def world() -> tuple[int, int]:
     """(rank, world_size); (0, 1) outside a distributed launch."""
@@ -42,7 +44,18 @@ def device_for_rank(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise InputError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name} asks for a GPU, but this PyTorch has no CUDA device; use --device cpu "
+                         "(or auto).")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise InputError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices.")
+    if device.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise InputError(f"Unknown device {name!r}; use auto, cpu, cuda or cuda:N.")
+    return device
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

@@ -109,7 +109,7 @@ class BernoulliLikelihood(Likelihood):
         if x.numel() and (x.min() < 0 or x.max() > 1):
             raise InputError(
                 f"Values must lie in [0, 1] for a Bernoulli likelihood, but range from {x.min().item():.3g} "
-                f"to {x.max().item():.3g}; rescale the data or use likelihood='gaussian'."
+                f"to {x.max().item():.3g}; rescale the data or use a Gaussian likelihood (--likelihood gaussian)."
             )
 
 

@@ -176,8 +176,9 @@ def traverse(model, x=None, dims=None, values=None, y=None) -> torch.Tensor:
     return out.reshape(rows, cols, *out.shape[1:])  # (D, V, *data_shape)
 
 
-def active_dims(model, data, k: int = 10, y=None) -> list[int]:
-    """The k latent dimensions with the largest average KL(q(z_d|x) || N(0, 1)) over `data`, largest first.
+def active_dims(model, data, k: int = 10, y=None, with_kl: bool = False):
+    """The k latent dimensions with the largest average KL(q(z_d|x) || N(0, 1)) over `data`, largest first
+    (with `with_kl`: also their KLs in nats, as (dims, kls)).
 
     Dimensions the model does not use have a KL near zero; traversing them shows nothing, so
     `traverse(model, x, dims=active_dims(model, data))` shows what the model has learned.
@@ -189,7 +190,8 @@ def active_dims(model, data, k: int = 10, y=None) -> list[int]:
     with inference(model):
         q = DiagonalGaussian(*model.encode(model.as_batch(data), y))  # (the base Gaussian of a flow)
     kl = q.kl_per_dim().mean(0)  # (L,)
-    return kl.argsort(descending=True)[: max(1, k)].tolist()
+    dims = kl.argsort(descending=True)[: max(1, k)].tolist()
+    return (dims, [kl[d].item() for d in dims]) if with_kl else dims
 
 
 def sample(model, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:

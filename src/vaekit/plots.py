@@ -300,3 +300,58 @@ def save_codebook_usage(counts, path, title: str | None = None) -> Path:
     ax.set_title(title or f"codebook usage: {used} of {len(share)} codes used, perplexity {np.exp(entropy):.1f}")
     ax.grid(alpha=0.3, axis="y")
     return _save(fig, path)
+
+
+MAX_FEATURES = 8  # features pictured for a table
+
+
+def save_feature_histograms(samples, path, data=None, names=None, title: str | None = None) -> Path:
+    """Per-feature histograms of table rows (N, D), the first MAX_FEATURES features, with the data's
+    (if given) overlaid on the same bins: how generated rows compare with real ones."""
+    s = _tensor(samples, "samples").reshape(len(samples), -1).double().numpy()
+    d = _tensor(data, "data").reshape(len(data), -1).double().numpy() if data is not None else None
+    k = min(MAX_FEATURES, s.shape[1])
+    cols = min(4, k)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(3 * cols, 2.4 * rows), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for j, ax in enumerate(axes):
+        if j >= k:
+            ax.axis("off")
+            continue
+        both = s[:, j] if d is None else np.concatenate([s[:, j], d[:, j]])
+        edges = np.histogram_bin_edges(both, bins=30)
+        if d is not None:
+            ax.hist(d[:, j], bins=edges, alpha=0.5, density=True, label="data")
+        ax.hist(s[:, j], bins=edges, alpha=0.5, density=True, label="samples")
+        ax.set_title(names[j] if names else f"feature {j}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    if d is not None:
+        axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def save_feature_scatter(data, recon, path, names=None, title: str | None = None) -> Path:
+    """Reconstructed against true value for the first MAX_FEATURES features of table rows (N, D)."""
+    d = _tensor(data, "data").reshape(len(data), -1).double().numpy()
+    r = _tensor(recon, "reconstructions").reshape(len(recon), -1).double().numpy()
+    k = min(MAX_FEATURES, d.shape[1])
+    cols = min(4, k)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(3 * cols, 2.6 * rows), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for j, ax in enumerate(axes):
+        if j >= k:
+            ax.axis("off")
+            continue
+        ax.scatter(d[:, j], r[:, j], s=6, alpha=0.6)
+        lo, hi = min(d[:, j].min(), r[:, j].min()), max(d[:, j].max(), r[:, j].max())
+        ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
+        ax.set_title(names[j] if names else f"feature {j}", fontsize=9)
+        ax.set_xlabel("data", fontsize=7)
+        ax.set_ylabel("reconstruction", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title or "reconstruction against data, per feature")
+    return _save(fig, path)

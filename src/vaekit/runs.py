@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from .atomic import LOCK_NAME, atomic_write_bytes, folder_lock, is_temporary, re
 from .configs import validate
 from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
+from .threads import choose_threads
 
 RUN_FILE = "run.json"
 
@@ -67,6 +69,7 @@ class TrainSpec:
     patience: int = 0
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # CPU threads (None: $VAEKIT_THREADS, else the idle cores)
     precision: str = "auto"
     compile: bool = False
     no_channels_last: bool = False
@@ -103,8 +106,16 @@ class Run:
     files: dict[str, Path]
 
 
-def train(spec: TrainSpec, say=print) -> Run:
+RESUME_MAY_CHANGE = ("epochs", "lr", "patience", "grad_clip", "device", "threads", "precision", "compile",
+                     "no_channels_last", "no_progress", "data_dir")
+
+
+def train(spec: TrainSpec, say=print, given: set | None = None) -> Run:
     """Train `spec.model` on `spec.data` into a run folder; `say` prints what happens.
+
+    With `spec.resume` the run continues with the settings in its run.json; of the settings in
+    `given` (default: every field that differs from TrainSpec's defaults) those in
+    RESUME_MAY_CHANGE replace the run's, any other that differs is refused.
 
     One process at a time writes a run folder (a second is refused). A run that fails before its
     first epoch is saved removes the folder it created."""
@@ -116,14 +127,16 @@ def train(spec: TrainSpec, say=print) -> Run:
     created, fresh = not out.exists(), not _has_content(out)
     with folder_lock(out) if rank == 0 else contextlib.nullcontext():
         try:
-            return _train_in(out, spec, rank, world, say)
-        except BaseException:
+            return _train_in(out, spec, rank, world, say, given)
+        except BaseException as e:
             if rank == 0 and fresh:
                 _remove_stub(out, created)  # a run that failed before its first epoch leaves nothing behind
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, RunInterrupted):
+                raise RunInterrupted(_interrupted(out)) from None
             raise
 
 
-def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say) -> Run:
+def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> Run:
     from .data import load_dataset, train_val_split
     from .train import TrainConfig, Trainer
 
@@ -131,13 +144,18 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say) -> Run:
     if rank == 0:
         remove_all_debris(out)  # what killed runs left half-written
     if spec.resume:
-        spec = resumed_spec(out, spec)
+        spec = resumed_spec(out, spec, given, say)
+    threads, why = choose_threads(spec.threads)
     fam = family(spec.model)  # an unknown model is an error before any data is read
     model_options = family_options(spec)
     data = load_dataset(spec.data, split="train", data_dir=spec.data_dir, limit=spec.limit)
     train_set, val = train_val_split(data, spec.val_fraction, seed=spec.seed) if spec.val_fraction > 0 else (data, None)
     shape = tuple(data.x.shape[1:])
-    spec = resolve_defaults(spec, data.name, shape, len(data))
+    spec = resolve_defaults(spec, data.name, shape, len(data), data.x)
+    stats = None
+    if len(shape) == 1 and spec.likelihood != "bernoulli":  # a table: standardize with the training rows
+        stats = Standardization.fit(train_set.x)
+        train_set, val = stats.apply(train_set), (stats.apply(val) if val is not None else None)
     torch.manual_seed(spec.seed)
     model = build_model(fam.name, shape, data.num_classes, spec.latent_dim, spec.likelihood, sigma=spec.sigma,
                         **model_options)
@@ -152,8 +170,11 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say) -> Run:
     trainer = Trainer(model, config, out)
     if rank == 0:
         _prepare_folder(out, spec)
+        if stats is not None:
+            stats.save(out)
         lik = spec.likelihood + (f" (sigma {spec.sigma:g})" if spec.likelihood == "gaussian" else "")
         procs = f", {world} processes" if world > 1 else ""
+        procs += f", {threads} CPU thread{'s' if threads > 1 else ''} ({why})" if trainer.device.type == "cpu" else ""
         say(f"Training {spec.model} on {data.name} ({len(train_set)} train / {len(val) if val else 0} val examples, "
             f"{sum(p.numel() for p in model.parameters()):,} parameters, {lik} likelihood, "
             f"{trainer.precision}{procs}) into {out}")
@@ -162,17 +183,34 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say) -> Run:
     files = {"model": out / "model", "metrics": out / "metrics.jsonl", "loss curve": out / "loss_curve.png"}
     if rank != 0:
         return Run(out, model, history, files)
-    last = history[-1] if history else {}
-    if last:
-        key = "val_loss" if "val_loss" in last else "train_loss"
-        say(f"Epoch {last['epoch']}: {key} {last[key]:.2f} nats per example, {last['images_per_s']:.0f} images/s")
+    say(summary(history, spec))
     extra = second_stage(model, train_set, val, out, spec, say)  # before the pictures: samples need the prior
-    files.update(write_pictures(model, val or train_set, out))
+    files.update(write_pictures(model, val or train_set, out, stats))
     files.update(extra)
     say("Wrote:")
     for what, path in files.items():
         say(f"  {what:<16} {path}")
     return Run(out, model, history, files)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; its message says what was saved and how to go on."""
+
+
+def _interrupted(out: Path) -> str:
+    counters = run_checkpoint_epochs(out)
+    if counters is None:
+        return "no epoch was saved, so nothing is left behind; run the command again"
+    return f"epoch {counters} is saved in {out}; continue with: vaekit train --out {out} --resume"
+
+
+def run_checkpoint_epochs(out: Path) -> int | None:
+    """How many epochs the checkpoint of a run folder holds (None: no readable checkpoint)."""
+    try:
+        epochs = json.loads((Path(out) / "checkpoint" / "state.json").read_text())["counters"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return epochs if isinstance(epochs, int) else None
 
 
 # ---- the pieces of a run ---------------------------------------------------------------------
@@ -195,8 +233,25 @@ def run_folder_for(spec: TrainSpec) -> Path:
     return out
 
 
-def resumed_spec(out: Path, spec: TrainSpec) -> TrainSpec:
-    """The spec a run folder was started with; a given `epochs` extends it."""
+def summary(history: list[dict], spec: TrainSpec) -> str:
+    """The last epoch's loss and which epoch the saved model is, with what the numbers mean."""
+    if not history:
+        return "No epochs were trained."
+    last = history[-1]
+    key = "val_loss" if "val_loss" in last else "train_loss"
+    best = min(history, key=lambda row: row[key])
+    line = f"Epoch {last['epoch']}: {key} {last[key]:.2f} nats per example, {last['images_per_s']:.0f} images/s"
+    if key == "val_loss":
+        line += f"; model/ holds epoch {best['epoch']}, the best ({best[key]:.2f})"
+    if spec.likelihood != "bernoulli" and best[key] < 0:
+        line += (". The loss is a negative ELBO under a continuous density, so it can be negative: lower is "
+                 "better, and it compares only between runs on the same data and likelihood")
+    return line + "."
+
+
+def resumed_spec(out: Path, spec: TrainSpec, given: set | None = None, say=print) -> TrainSpec:
+    """The spec a run folder was started with, with the settings that may change on resume taken from
+    `spec` (see `train`); the others must not differ."""
     if not (out / RUN_FILE).exists():
         raise InputError(f"{out} has no {RUN_FILE}: it is not a run folder that can be resumed.")
     saved = run_info(out)
@@ -209,9 +264,33 @@ def resumed_spec(out: Path, spec: TrainSpec) -> TrainSpec:
         raise InputError(f"{out / RUN_FILE} holds a setting vaekit cannot use ({e}); start the run again with "
                          "--overwrite.") from None
     own = {opt.dest for opt in family(resumed.model).options}  # older run.json files kept every family's flags
-    options = {k: v for k, v in resumed.options.items() if k in own}
-    return dataclasses.replace(resumed, options=options, epochs=spec.epochs if spec.epochs is not None else resumed.epochs, out=spec.out,
-                               resume=True, overwrite=False)
+    resumed = dataclasses.replace(resumed, options={k: v for k, v in resumed.options.items() if k in own},
+                                  out=spec.out, resume=True, overwrite=False)
+    defaults = TrainSpec()
+    if given is None:
+        given = {f.name for f in dataclasses.fields(spec) if getattr(spec, f.name) != getattr(defaults, f.name)}
+    given = set(given) - {"out", "resume", "overwrite"}
+    changes = {}
+    for name in sorted(given):
+        new, old = getattr(spec, name, None), getattr(resumed, name, None)
+        if name == "options" or name in {opt.dest for opt, _ in cli_options().values()}:
+            new, old = spec.options.get(name, new), resumed.options.get(name, old)
+        if new == old:
+            continue
+        if name not in RESUME_MAY_CHANGE:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"--resume continues the run with its own settings; {flag} was {old!r} there and cannot "
+                             f"change to {new!r}. Start a new run (another --out) to change it.")
+        changes[name] = new
+    resumed = dataclasses.replace(resumed, **changes)
+    done = run_checkpoint_epochs(out)
+    if done is not None and resumed.epochs is not None and resumed.epochs <= done:
+        say(f"The run in {out} already has {done} epochs, so there is nothing to train; give --epochs larger "
+            f"than {done} to continue it.")
+    if changes:
+        say("Resuming with " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changes.items())
+            + " (the other settings as the run started).")
+    return resumed
 
 
 def family_options(spec: TrainSpec) -> dict:
@@ -229,10 +308,22 @@ def family_options(spec: TrainSpec) -> dict:
     return {own[dest].field: value for dest, value in spec.options.items()}
 
 
-def resolve_defaults(spec: TrainSpec, data_name: str, shape: tuple, n: int) -> TrainSpec:
+def default_likelihood(data_name: str, shape: tuple, x: torch.Tensor | None = None) -> tuple[str, float]:
+    """(likelihood, sigma) for data: digits have their own; grey images in [0, 1] Bernoulli; colour
+    images a Gaussian with sigma 0.1 (a Bernoulli per channel washes colours towards grey); images
+    outside [0, 1] and tables (standardized) a Gaussian with sigma 1."""
+    if data_name in DEFAULT_LIKELIHOOD:
+        return DEFAULT_LIKELIHOOD[data_name]
+    if len(shape) != 3:
+        return "gaussian", 1.0
+    if x is not None and x.numel() and (x.min() < 0 or x.max() > 1):
+        return "gaussian", 1.0
+    return ("gaussian", 0.1) if shape[0] == 3 else ("bernoulli", 1.0)
+
+
+def resolve_defaults(spec: TrainSpec, data_name: str, shape: tuple, n: int, x: torch.Tensor | None = None) -> TrainSpec:
     """The spec with the data-dependent defaults filled in: likelihood, sigma and epochs."""
-    default_lik, default_sigma = DEFAULT_LIKELIHOOD.get(
-        data_name, ("bernoulli", 1.0) if len(shape) == 3 else ("gaussian", 1.0))
+    default_lik, default_sigma = default_likelihood(data_name, shape, x)
     likelihood = spec.likelihood or default_lik
     sigma = spec.sigma or (default_sigma if likelihood == default_lik else 1.0)
     if spec.epochs == 0:
@@ -271,30 +362,39 @@ def second_stage(model, train_set, val, out: Path, spec: TrainSpec, say=print) -
 
 
 def demo_labels(model, n: int, label: int | None = None):
-    """Labels for n generated examples of a conditional model: `label` for all, else 0, 1, 2, ...
-    cycling over the classes; None for an unconditional model."""
+    """Labels for n generated examples of a conditional model: `label` for all, else every class in
+    turn, each for an equal run of examples; None for an unconditional model."""
     if not model.conditional:
         return None
     if label is not None:
         return torch.full((n,), label)
-    return torch.arange(n) % model.config.num_classes
+    return torch.arange(n) * model.config.num_classes // n  # classes in order: rows of a grid are classes
 
 
-def write_pictures(model, data, out: Path) -> dict[str, Path]:
-    """Samples, reconstructions of the first examples and latent interpolations, as PNGs in `out`."""
+def write_pictures(model, data, out: Path, stats: "Standardization | None" = None) -> dict[str, Path]:
+    """Samples, reconstructions of the first examples and latent interpolations, as PNGs in `out`
+    (for tables: per-feature histograms of samples against data, and reconstruction scatter plots,
+    in the data's own units)."""
     from .latent import interpolate
     from .plots import save_image_grid
 
     model.eval()
     shape = getattr(model, "image_shape", None)
     y = data.y if model.conditional else None
-    n = min(8, len(data))
+    n = min(8, len(data)) if not _is_table(model) else min(500, len(data))
     with torch.no_grad():
-        samples = model.sample(64, demo_labels(model, 64))
+        samples = model.sample(64 if not _is_table(model) else 500, demo_labels(model, 64 if not _is_table(model) else 500))
         recon = model.reconstruct(data.x[:n], y[:n] if y is not None else None)
-        rows = torch.stack([data.x[:n].reshape(recon.shape), recon])  # (2, n, ...)
+    if _is_table(model):
+        unscale = stats.invert if stats is not None else (lambda t: t)
+        return {"samples": save_examples(model, unscale(samples), out / "samples.png", data=unscale(data.x),
+                                         title="samples from the prior against the data"),
+                "reconstructions": save_table_reconstructions(unscale(data.x[:n]), unscale(recon),
+                                                              out / "reconstructions.png")}
+    rows = torch.stack([data.x[:n].reshape(recon.shape), recon])  # (2, n, ...)
     files = {
-        "samples": save_image_grid(samples, out / "samples.png", image_shape=shape, title="samples from the prior"),
+        "samples": save_image_grid(samples, out / "samples.png", image_shape=shape,
+                                   title="samples from the prior" + (", one class per row" if model.conditional else "")),
         "reconstructions": save_image_grid(rows, out / "reconstructions.png", image_shape=shape,
                                            title="top: data, bottom: reconstruction"),
     }
@@ -308,10 +408,86 @@ def write_pictures(model, data, out: Path) -> dict[str, Path]:
     return files
 
 
+def _is_table(model) -> bool:
+    """A model of table rows (flat examples that are not pictures)."""
+    return getattr(model, "image_shape", None) is None and len(model.data_shape) == 1
+
+
+def save_examples(model, x, path: Path, data=None, title: str | None = None) -> Path:
+    """Examples as a picture: an image grid, or for tables per-feature histograms (against `data`)."""
+    from .plots import save_feature_histograms, save_image_grid
+
+    if _is_table(model):
+        return save_feature_histograms(x, path, data=data, title=title)
+    return save_image_grid(x, path, image_shape=getattr(model, "image_shape", None), title=title)
+
+
+def save_table_reconstructions(x, recon, path: Path) -> Path:
+    from .plots import save_feature_scatter
+
+    return save_feature_scatter(x, recon, path)
+
+
+# ---- tables: standardized for training, pictured in their own units ---------------------------------
+STANDARDIZATION_FILE = "standardization.json"
+
+
+@dataclass
+class Standardization:
+    """Per-feature mean and scale of a table's training rows: the model sees (x - mean) / scale."""
+
+    mean: list[float]
+    scale: list[float]
+
+    @classmethod
+    def fit(cls, x: torch.Tensor) -> "Standardization":
+        x = x.double()
+        scale = x.std(0, unbiased=False)
+        scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))  # constant columns stay as they are
+        return cls(x.mean(0).tolist(), scale.tolist())
+
+    def apply(self, data):
+        from .data import Dataset
+
+        mean, scale = torch.tensor(self.mean), torch.tensor(self.scale)
+        x = ((data.x.double() - mean) / scale).float()
+        return Dataset(x, data.y, data.name, data.num_classes)
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.double() * torch.tensor(self.scale) + torch.tensor(self.mean)).float()
+
+    def save(self, out: Path) -> None:
+        atomic_write_bytes(Path(out) / STANDARDIZATION_FILE, json.dumps(dataclasses.asdict(self)).encode())
+
+    @classmethod
+    def read(cls, run) -> "Standardization | None":
+        """The standardization of a run folder (or its model/ folder), None where there is none."""
+        try:
+            info = json.loads((run_folder(run) / STANDARDIZATION_FILE).read_text())
+            stats = cls(list(map(float, info["mean"])), list(map(float, info["scale"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return stats if len(stats.mean) == len(stats.scale) else None
+
+
+def from_model_space(x: torch.Tensor, run) -> torch.Tensor:
+    """Model outputs in the data's own units: a table run's standardization undone."""
+    stats = Standardization.read(run) if Path(str(run)).exists() else None
+    return stats.invert(x) if stats is not None and x.dim() == 2 and x.shape[1] == len(stats.mean) else x
+
+
 # ---- what a run folder may hold -----------------------------------------------------------------
 RUN_ENTRIES = {"model", "checkpoint", RUN_FILE, "metrics.jsonl", "train_config.json", "evaluation.json",
+               "standardization.json", "reconstruct.png",
                "loss_curve.png", "samples.png", "reconstructions.png", "interpolation.png", "codebook_usage.png",
                "traversal.png", "interpolation_linear.png", "interpolation_slerp.png", LOCK_NAME}
+
+
+RUN_PATTERNS = ("sample_seed*.png", "interpolation_*.png", "denoised.npy", "noisy.npy", "denoising.png")  # later commands
+
+
+def _vaekit_wrote(entry: str) -> bool:
+    return entry in RUN_ENTRIES or any(fnmatch.fnmatchcase(entry, pattern) for pattern in RUN_PATTERNS)
 
 
 def _entries(out: Path) -> list[str]:
@@ -339,7 +515,7 @@ def check_replaceable(out: Path) -> list[str]:
         raise InputError(f"Refusing to overwrite {out}: it has no readable {RUN_FILE}, so it is not a vaekit run "
                          "folder; choose another --out.")
     entries = [e for e in os.listdir(out) if not is_temporary(e)]
-    foreign = sorted(e for e in entries if e not in RUN_ENTRIES)
+    foreign = sorted(e for e in entries if not _vaekit_wrote(e))
     if foreign:
         raise InputError(f"Refusing to overwrite {out}: it holds {foreign[0]!r}, which vaekit did not write; move "
                          "it away or choose another --out.")

@@ -14,6 +14,7 @@ import dataclasses
 import warnings
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from .objectives import KLWarmup, StepOutput, iwae_loss
 
 
 LR_SCHEDULES = ("constant", "cosine")
+LOG_EVERY = 10.0  # seconds between per-epoch lines without a terminal
 DIVERGED = 1e10  # nats per example beyond which no model is learning (MNIST is about 100)
 
 
@@ -187,6 +189,8 @@ class Trainer:
         state = {"epoch": 0, "step": 0, "best": math.inf, "stale": 0, "history": []}
         if resume:
             state = load_checkpoint(self.out_dir / "checkpoint", model, optimizer, gens)
+            for group in optimizer.param_groups:  # a learning rate changed on resume takes effect
+                group["lr"] = cfg.lr
         self.history = state["history"]
         best_weights = None
         bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=state["epoch"] * steps_per_epoch,
@@ -216,12 +220,14 @@ class Trainer:
             self.history.append(row)
             bar.set_postfix(epoch=row["epoch"], loss=f"{row['train_loss']:.2f}",
                             val=f"{row.get('val_loss', float('nan')):.2f}")
+            if cfg.progress and self.rank == 0 and not _terminal():
+                self._log_line(row, state["epoch"], cfg.epochs)
             if self.rank == 0:
                 self._write_epoch(state, optimizer, gens, improved)
             if cfg.patience and state["stale"] >= cfg.patience:
-                if cfg.progress and self.rank == 0:
-                    bar.write(f"Early stopping after epoch {state['epoch']}: no validation improvement "
-                              f"for {cfg.patience} epochs.")
+                if self.rank == 0:
+                    (bar.write if cfg.progress else print)(
+                        f"Early stopping after epoch {state['epoch']}: no validation improvement for {cfg.patience} epochs.")
                 break
         bar.close()
         if validate and best_weights is not None:
@@ -261,6 +267,18 @@ class Trainer:
         if not math.isfinite(per_example) or abs(per_example) > DIVERGED:
             raise _Diverged(per_example)
         return sums
+
+    def _log_line(self, row: dict, epoch: int, epochs: int) -> None:
+        """One plain line per epoch (at most one per LOG_EVERY seconds, and the last) where no
+        terminal shows the progress bar: logs, CI, nohup."""
+        now = time.perf_counter()
+        if epoch < epochs and now - getattr(self, "_logged", -math.inf) < LOG_EVERY:
+            return
+        self._logged = now
+        left = (epochs - epoch) * row["seconds"]
+        val = f", val_loss {row['val_loss']:.2f}" if "val_loss" in row else ""
+        print(f"epoch {epoch}/{epochs}: train_loss {row['train_loss']:.2f}{val}, {row['images_per_s']:.0f} images/s, "
+              f"about {left:.0f} s left", flush=True)
 
     def _diverged(self, loss: float, state: dict, best_weights) -> TrainingDiverged:
         """Put back the best weights so far (in memory; the saved model/ is never a diverged one)
@@ -304,6 +322,11 @@ class Trainer:
         atomic_write_bytes(out / "train_config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
         save_checkpoint(out / "checkpoint", self.model, optimizer, state, gens)
         save_loss_curve(self.history, out / "loss_curve.png")
+
+
+def _terminal() -> bool:
+    """Whether stderr (where the progress bar draws) is a terminal."""
+    return sys.stderr.isatty()
 
 
 class TrainingDiverged(InputError):

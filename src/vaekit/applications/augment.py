@@ -121,10 +121,14 @@ def augment(model, x=None, y=None, n_per_example: int = 5, n_per_class: int | No
         if x is not None or unlabelled is not None:
             raise InputError("Give either examples x (posterior samples around them) or n_per_class "
                              "(class-conditional generation), not both.")
-        return _per_class(model, n_per_class, temperature, decoded, seed, batch_size)
+        x_new, y_new = _per_class(model, n_per_class, temperature, decoded, seed, batch_size)
+        return (x_new.clamp(0, 1) if model.image_shape is not None else x_new), y_new
     if x is None:
         raise InputError("Give the examples x to augment, or n_per_class to generate from a CVAE.")
     x_new, y_new = _around(model, x, y, n_per_example, temperature, decoded, seed, batch_size)
+    source = _floats(model, x)
+    if source.numel() and source.min() >= 0 and source.max() <= 1:  # pixels: keep new ones in the data's range,
+        x_new = x_new.clamp(0, 1)  # so that the file trains like the original (a Gaussian mean can overshoot)
     if unlabelled is None:
         return x_new, y_new
     x_ps, y_ps, _, _ = pseudo_label(model, x, y, unlabelled, n_per_class=n_pseudo_per_class, batch_size=batch_size)

@@ -17,6 +17,7 @@ import torch
 from .common import load_data as _load_data
 from .common import run_data
 from .common import run_info as _run_info
+from .common import out_dir
 from .common import say as _say
 from . import args as flags
 from ..distributions import InputError
@@ -153,9 +154,9 @@ def cmd_denoise(args):
     else:
         clean, noisy = None, given  # --input without --noise: the images are already noisy
     cleaned = denoise(model, noisy, y)
-    out = Path(args.out) if args.out else Path(args.run)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, array in (("noisy.npy", noisy), ("denoised.npy", cleaned)):
+    out = out_dir(args)
+    arrays = args.input is not None or args.save_arrays  # your own noisy images: the cleaned ones are the output
+    for name, array in (("noisy.npy", noisy), ("denoised.npy", cleaned)) if arrays else ():
         buf = __import__("io").BytesIO()
         np.save(buf, np.asarray(array, dtype=np.float32))
         atomic_write_bytes(out / name, buf.getvalue())
@@ -164,8 +165,9 @@ def cmd_denoise(args):
         print(f"  noisy input    {psnr(clean, noisy):6.2f} dB")
         print(f"  denoised       {psnr(clean, cleaned):6.2f} dB")
     print("Wrote:")
-    _say(out / "noisy.npy", "noisy")
-    _say(out / "denoised.npy", "denoised")
+    if arrays:
+        _say(out / "noisy.npy", "noisy")
+        _say(out / "denoised.npy", "denoised")
     shape = _image_shape(model, given)
     if shape is None:
         print("  (no picture: the examples are table rows, not images)")
@@ -225,5 +227,7 @@ def add_app_parsers(sub) -> None:
     p.add_argument("--noise", help="corruption KIND:LEVEL, e.g. gaussian:0.5, salt-pepper:0.2, mask:0.3 "
                                    "(default gaussian:0.5 with --data; none with --input)")
     flags.limit(p, "only the first N images")
+    p.add_argument("--save-arrays", action="store_true",
+                   help="also write noisy.npy and denoised.npy (always with --input)")
     flags.seed(p, "seed of the noise (default 0)")
     p.set_defaults(func=cmd_denoise)

@@ -74,3 +74,7 @@ def optimizer(p, epochs_help: str, patience_default: int, patience_help: str) ->
 
 def label(p, help: str) -> None:
     p.add_argument("--label", type=int, help=help)
+
+
+def threads(p) -> None:
+    p.add_argument("--threads", type=int, help="CPU threads (default: $VAEKIT_THREADS, else the cores that are idle)")

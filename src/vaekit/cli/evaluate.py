@@ -18,12 +18,19 @@ EVALUATION_FILE = "evaluation.json"
 
 
 def cmd_evaluate(args) -> None:
-    from .common import run_data
+    from .common import run_data, run_info
     from ..evaluate import evaluate, format_report
     from ..loading import load
+    from ..threads import choose_threads
 
+    choose_threads(args.threads)
     model = load(args.run)
     data = run_data(args, args.split, args.limit)
+    source = args.data or run_info(args.run).get("data")
+    if source is not None and Path(str(source)).suffix.lower() in (".npy", ".npz", ".csv") or \
+            (source is not None and Path(str(source)).is_dir()):
+        print(f"Note: {source} is a file, which has no test split: all {len(data)} of its examples are scored, "
+              "including any the model was trained on.", file=sys.stderr)
     report = evaluate(
         model, data, k=args.k, batch_size=args.batch_size, binarize=None if args.no_binarize else "auto",
         progress=not args.no_progress, seed=args.seed, precision=args.precision,
@@ -38,6 +45,9 @@ def cmd_evaluate(args) -> None:
     print(format_report(report))
     if path is not None:
         print(f"Wrote:\n  {'evaluation':<16} {path}")
+    else:
+        print(f"(No {EVALUATION_FILE} written: {args.run} is not a run folder you can write to; give --out FOLDER "
+              "to keep the report.)")
 
 
 def _write(report: dict, args) -> Path | None:
@@ -85,4 +95,5 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
     flags.out(p, "folder for evaluation.json (default: the run or model folder)")
     flags.no_progress(p)
+    flags.threads(p)
     p.set_defaults(func=cmd_evaluate)

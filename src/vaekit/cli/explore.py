@@ -7,9 +7,31 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from ..runs import demo_labels
+from ..runs import demo_labels, from_model_space, save_examples, save_table_reconstructions
+from ..runs import _is_table
 from . import args as flags
 from .common import RUN_FILE, out_dir, run_data, say
+
+
+def save_arrays(path, x, y=None) -> Path:
+    """Samples as .npy (x) or .npz (x and y), written atomically."""
+    import io
+
+    import numpy as np
+
+    from ..atomic import atomic_write_bytes
+
+    path = Path(path)
+    buf = io.BytesIO()
+    if path.suffix == ".npy":
+        np.save(buf, x.cpu().numpy())
+    elif path.suffix == ".npz":
+        arrays = {"x": x.cpu().numpy(), **({"y": y.cpu().numpy()} if y is not None else {})}
+        np.savez(buf, **arrays)
+    else:
+        raise InputError(f"--save {path}: give a .npy or .npz file name.")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def _model(args):
@@ -24,11 +46,19 @@ def _examples(args, n):
     return data.x, data.y
 
 
+def _check_label(model, label) -> None:
+    if label is not None and not model.conditional:
+        raise InputError(f"--label applies to conditional models (--model cvae); this {model.model_type!r} model "
+                         "takes no labels.")
+
+
 def cmd_sample(args):
     from ..latent import sample
-    from ..plots import save_image_grid
 
+    if args.n < 1:
+        raise InputError(f"--n must be 1 or more, got {args.n}.")
     model = _model(args)
+    _check_label(model, args.label)
     torch.manual_seed(args.seed)
     y = demo_labels(model, args.n, args.label)
     if model.capabilities.latent == "vector":
@@ -36,22 +66,30 @@ def cmd_sample(args):
     else:
         with torch.no_grad():
             x = model.sample(args.n, y, temperature=args.temperature)
-    path = out_dir(args) / "samples.png"
-    say(save_image_grid(x, path, image_shape=getattr(model, "image_shape", None)), "samples")
+    x = from_model_space(x, args.run)
+    if args.save:
+        say(save_arrays(args.save, x, y), "arrays")
+    name = f"sample_seed{args.seed}" + (f"_t{args.temperature:g}" if args.temperature != 1 else "")
+    say(save_examples(model, x, out_dir(args) / f"{name}.png", title=f"{args.n} samples from the prior"), "samples")
 
 
 def cmd_reconstruct(args):
     from ..plots import save_image_grid
 
+    if args.n < 1:
+        raise InputError(f"--n must be 1 or more, got {args.n}.")
     model = _model(args)
     x, y = _examples(args, args.n)
     y = y if model.conditional else None
     with torch.no_grad():
         recon = model.reconstruct(x, y)
+    path = out_dir(args) / "reconstruct.png"
+    if _is_table(model):
+        say(save_table_reconstructions(model.as_batch(x), recon, path), "reconstructions")
+        return
     rows = torch.stack([model.as_batch(x).reshape(recon.shape), recon])
-    path = out_dir(args) / "reconstructions.png"
     say(save_image_grid(rows, path, image_shape=getattr(model, "image_shape", None),
-                         title="top: data, bottom: reconstruction"), "reconstructions")
+                        title="top: data, bottom: reconstruction"), "reconstructions")
 
 
 def cmd_interpolate(args):
@@ -73,21 +111,28 @@ def cmd_interpolate(args):
 
 
 def cmd_traverse(args):
-    from ..latent import traverse
+    from ..latent import active_dims, traverse
     from ..plots import save_image_grid
 
     model = _model(args)
-    dims = args.dims if args.dims else None
+    _check_label(model, args.label)
     x = None
     y = demo_labels(model, 1, args.label)
     if args.data or (Path(args.run) / RUN_FILE).exists():
         xs, ys = _examples(args, 1)
         x, y = xs[0], (ys[:1] if y is not None else None)
+    dims, kls = args.dims, None
+    if not dims and model.capabilities.posterior != "point" and (args.data or (Path(args.run) / RUN_FILE).exists()):
+        data = run_data(args, "test", limit=500)  # the most used dimensions, not the first ones
+        dims, kls = active_dims(model, data.x, k=min(8, model.latent_dim), y=data.y if model.conditional else None,
+                                with_kl=True)
     values = torch.linspace(-args.range, args.range, args.steps)
-    grid = traverse(model, x, dims=dims, values=values, y=y)
+    grid = traverse(model, x, dims=dims or None, values=values, y=y)
+    shown = dims or list(range(min(10, model.latent_dim)))
+    rows = ", ".join(f"{d} (KL {k:.2f})" for d, k in zip(shown, kls)) if kls else ", ".join(map(str, shown))
     path = out_dir(args) / "traversal.png"
     say(save_image_grid(grid, path, image_shape=getattr(model, "image_shape", None),
-                         title=f"one latent dimension per row, {-args.range:g} to {args.range:g}"), "traversal")
+                        title=f"rows: latent dimensions {rows}; values {-args.range:g} to {args.range:g}"), "traversal")
 
 
 def add_parsers(sub) -> None:
@@ -105,6 +150,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--n", type=int, default=64, help="how many (default 64)")
     flags.label(p, "class to generate (conditional models)")
     p.add_argument("--temperature", type=float, default=1.0, help="scale of the prior noise (default 1)")
+    p.add_argument("--save", metavar="FILE", help="also write the samples as arrays: FILE.npy, or FILE.npz (x, and y "
+                                                  "for a conditional model)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("reconstruct", help="encode and decode examples, side by side")
@@ -121,7 +168,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("traverse", help="vary one latent dimension at a time")
     common(p, with_data=True)
-    p.add_argument("--dims", type=int, nargs="*", help="which dimensions (default the first 10)")
+    p.add_argument("--dims", type=int, nargs="*", help="which dimensions (default: the 8 with the most KL on the data)")
     p.add_argument("--range", type=float, default=3.0, help="values from -R to R (default 3)")
     p.add_argument("--steps", type=int, default=9, help="values per dimension (default 9)")
     flags.label(p, "class to condition on (conditional models)")

@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from ..errors import InputError
-from . import anomaly, apps, evaluate, explore, train
+from ..version import __version__
+from . import anomaly, apps, evaluate, explore, info, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `vaekit train`: it trains the chapter's VAE on the digits embedded in "
                "scikit-learn in about a minute and writes a run folder with pictures.",
     )
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train.add_parser(sub)
@@ -28,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     apps.add_app_parsers(sub)
     evaluate.add_evaluate_parser(sub)
     anomaly.add_anomaly_parser(sub)
+    info.add_parsers(sub)
     return parser
 
 
@@ -38,9 +41,12 @@ def main(argv=None) -> int:
     except InputError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vaekit: interrupted; the last completed epoch is saved (continue with --resume).", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"vaekit: interrupted; {str(e) or 'nothing was written'}.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `vaekit evaluate ... | head`: the reader left; not an error of ours
+        sys.stdout = None  # nothing more to flush at exit
+        return 0
     return 0
 
 

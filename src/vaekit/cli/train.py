@@ -8,8 +8,12 @@ from ..runs import TrainSpec, train
 from . import args as flags
 
 
+DEFAULTS: dict = {}  # the train flags' defaults, to tell which flags a user gave
+
+
 def cmd_train(args) -> None:
-    train(TrainSpec.from_flags({k: v for k, v in vars(args).items() if k != "func"}))
+    flags_given = {k for k, v in vars(args).items() if k in DEFAULTS and v != DEFAULTS[k]}
+    train(TrainSpec.from_flags({k: v for k, v in vars(args).items() if k != "func"}), given=flags_given)
 
 
 def add_parser(sub) -> None:
@@ -46,6 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share for validation (default 0.1)")
     flags.seed(p)
     flags.device(p)
+    flags.threads(p)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default: bf16 autocast on CPUs with native bf16 and on CUDA, else fp32), fp32, "
                         "bf16, fp16 (CUDA)")
@@ -56,3 +61,4 @@ def add_parser(sub) -> None:
     flags.overwrite(p)
     flags.no_progress(p)
     p.set_defaults(func=cmd_train)
+    DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})

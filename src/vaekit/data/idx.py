@@ -97,11 +97,12 @@ def _load_idx_dataset(name: str, split: str, data_dir, download: bool, limit: in
     files = find_idx_files(name, split, data_dir)
     if files is None:
         folder = cache_dir(name)
-        wanted = " and ".join(f"{stem}.gz" for stem in _IDX_STEMS[split])
+        every = [f"{stem}.gz" for part in ("train", "test") for stem in _IDX_STEMS[part]]
+        wanted = ", ".join(every[:-1]) + " and " + every[-1]  # both splits: one fix serves every command
         if not download:
             raise InputError(
-                f"No local {name} {split} files were found; put {wanted} in {folder} (or pass data_dir, or set "
-                "VAEKIT_DATA to their folder), or allow download=True."
+                f"No local {name} {split} files were found; put {wanted} in {folder} (or point --data-dir / data_dir, "
+                "or $VAEKIT_DATA, at their folder), or allow download=True."
             )
         _download(name, split, folder, wanted)
         files = find_idx_files(name, split, data_dir)
@@ -193,7 +194,7 @@ def _download(name: str, split: str, folder: Path, wanted: str) -> None:
         else:
             raise InputError(
                 f"Could not download {name} file {target.name} ({reasons[-1]}); put {wanted} in {folder}, "
-                "or set VAEKIT_DATA to a folder holding them."
+                "or give --data-dir (data_dir) or $VAEKIT_DATA a folder holding them."
             )
 
 

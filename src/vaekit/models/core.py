@@ -88,6 +88,14 @@ class Model(nn.Module):
         """Write `config.json` and `model.safetensors` into `folder`, atomically."""
         save_pretrained(self, folder)
 
+    @classmethod
+    def from_pretrained(cls, path, map_location="cpu"):
+        """Load a saved model (a folder, a run folder or a pretrained name); called on a family's
+        class, anything else is an error: `VAE.from_pretrained("mnist-mlp")`."""
+        from ..loading import load
+
+        return load(path, map_location=map_location, expect=cls if cls.model_type else None)
+
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.config)
 
