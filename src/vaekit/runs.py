@@ -187,6 +187,9 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
     extra = second_stage(model, train_set, val, out, spec, say)  # before the pictures: samples need the prior
     files.update(write_pictures(model, val or train_set, out, stats))
     files.update(extra)
+    from .report import write_report
+
+    files["report"] = write_report([out], out / "report.html")
     say("Wrote:")
     for what, path in files.items():
         say(f"  {what:<16} {path}")
@@ -478,12 +481,13 @@ def from_model_space(x: torch.Tensor, run) -> torch.Tensor:
 
 # ---- what a run folder may hold -----------------------------------------------------------------
 RUN_ENTRIES = {"model", "checkpoint", RUN_FILE, "metrics.jsonl", "train_config.json", "evaluation.json",
-               "standardization.json", "reconstruct.png",
+               "standardization.json", "reconstruct.png", "report.html",
                "loss_curve.png", "samples.png", "reconstructions.png", "interpolation.png", "codebook_usage.png",
                "traversal.png", "interpolation_linear.png", "interpolation_slerp.png", LOCK_NAME}
 
 
-RUN_PATTERNS = ("sample_seed*.png", "interpolation_*.png", "denoised.npy", "noisy.npy", "denoising.png")  # later commands
+RUN_PATTERNS = ("sample_seed*.png", "interpolation_*.png", "denoised.npy", "noisy.npy", "denoising.png",
+                "onnx")  # later commands
 
 
 def _vaekit_wrote(entry: str) -> bool:

@@ -12,7 +12,7 @@ import sys
 
 from ..errors import InputError
 from ..version import __version__
-from . import anomaly, apps, evaluate, explore, info, train
+from . import anomaly, apps, evaluate, explore, info, report, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_evaluate_parser(sub)
     anomaly.add_anomaly_parser(sub)
     info.add_parsers(sub)
+    report.add_parser(sub)
     return parser
 
 

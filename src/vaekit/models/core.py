@@ -64,7 +64,8 @@ class Model(nn.Module):
         dtype = self._anchor().dtype
         x = x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
         shape, size = self.data_shape, math.prod(self.data_shape)
-        if x.shape == shape or (x.dim() == 1 and x.numel() == size):
+        image = tuple(getattr(self, "image_shape", None) or ())
+        if x.shape == shape or (x.numel() == size and (x.dim() == 1 or tuple(x.shape) == image)):
             x, single = x.reshape(1, *shape), True
         elif x.dim() >= 2 and math.prod(x.shape[1:]) == size:
             x, single = x.reshape(x.shape[0], *shape), False
