@@ -12,7 +12,7 @@ import sys
 
 from ..errors import InputError
 from ..version import __version__
-from . import anomaly, apps, evaluate, explore, info, report, train
+from . import anomaly, apps, evaluate, explorer, info, pictures, report, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train.add_parser(sub)
-    explore.add_parsers(sub)
+    pictures.add_parsers(sub)
+    explorer.add_parser(sub)
     apps.add_app_parsers(sub)
     evaluate.add_evaluate_parser(sub)
     anomaly.add_anomaly_parser(sub)
