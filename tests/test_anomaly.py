@@ -348,3 +348,42 @@ def test_scikit_learn_estimator_checks(estimator, check):
     """scikit-learn's own checks of an outlier detector, all of them (deterministic scores
     independent of batching included)."""
     check(estimator)
+
+
+def test_pyod_conventions():
+    from vaekit.applications import PyODDetector
+
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(size=(200, 5)), rng.normal(6, 1, size=(10, 5))]
+    det = PyODDetector(epochs=30, latent_dim=2, contamination=0.05).fit(X)
+    assert det.decision_scores_.shape == (210,) and set(det.labels_) <= {0, 1}
+    assert det.labels_[200:].mean() > det.labels_[:200].mean()  # the far rows are the outliers
+    scores = det.decision_function(X)
+    assert np.allclose(scores, det.decision_scores_) and scores[200:].mean() > scores[:200].mean()
+    proba = det.predict_proba(X)
+    assert proba.shape == (210, 2) and np.allclose(proba.sum(1), 1) and set(det.predict(X)) <= {0, 1}
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda X: X[:1], "at least"),
+    (lambda X: np.where(np.eye(len(X), X.shape[1], dtype=bool), np.nan, X), "NaN"),
+    (lambda X: X.astype(object).__setitem__((0, 0), "abc") or X.astype(object), None),
+])
+def test_bad_tables_get_one_sentence(make, message):
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    bad = make(X.copy())
+    if message is None:  # a string among the numbers
+        bad = X.astype(object)
+        bad[0, 0] = "abc"
+        message = "numbers"
+    with pytest.raises(InputError, match=message):
+        AnomalyDetector(epochs=1).fit(bad)
+
+
+def test_constant_columns_train_and_another_width_is_refused():
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    X[:, 2] = 3.0  # a constant column
+    det = AnomalyDetector(epochs=2, latent_dim=2).fit(X)
+    assert np.isfinite(det.anomaly_score(X)).all()
+    with pytest.raises(InputError, match="features"):
+        det.anomaly_score(X[:, :3])
