@@ -167,7 +167,7 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
         patience=spec.patience, seed=spec.seed, progress=not spec.no_progress, device=spec.device,
         precision=spec.precision, compile=spec.compile, channels_last=not spec.no_channels_last,
     )
-    trainer = Trainer(model, config, out)
+    trainer = Trainer(model, config, out, say=say)
     if rank == 0:
         _prepare_folder(out, spec)
         if stats is not None:

@@ -100,7 +100,10 @@ class Trainer:
     examples, gradients are averaged across processes, and only rank 0 writes files.
     """
 
-    def __init__(self, model, config: TrainConfig | None = None, out_dir=None):
+    def __init__(self, model, config: TrainConfig | None = None, out_dir=None, say=None):
+        """`say` (e.g. print): where notices go when there is no progress bar to write them into (the
+        early-stopping notice; one line per epoch when no terminal shows the bar). None: silent."""
+        self.say = say
         self.config = config or TrainConfig()
         self.model = model
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -220,14 +223,16 @@ class Trainer:
             self.history.append(row)
             bar.set_postfix(epoch=row["epoch"], loss=f"{row['train_loss']:.2f}",
                             val=f"{row.get('val_loss', float('nan')):.2f}")
-            if cfg.progress and self.rank == 0 and not _terminal():
+            if cfg.progress and self.rank == 0 and self.say is not None and not _terminal():
                 self._log_line(row, state["epoch"], cfg.epochs)
             if self.rank == 0:
                 self._write_epoch(state, optimizer, gens, improved)
             if cfg.patience and state["stale"] >= cfg.patience:
-                if self.rank == 0:
-                    (bar.write if cfg.progress else print)(
-                        f"Early stopping after epoch {state['epoch']}: no validation improvement for {cfg.patience} epochs.")
+                notice = f"Early stopping after epoch {state['epoch']}: no validation improvement for {cfg.patience} epochs."
+                if self.rank == 0 and cfg.progress:
+                    bar.write(notice)
+                elif self.rank == 0 and self.say is not None:
+                    self.say(notice)
                 break
         bar.close()
         if validate and best_weights is not None:
@@ -277,8 +282,8 @@ class Trainer:
         self._logged = now
         left = (epochs - epoch) * row["seconds"]
         val = f", val_loss {row['val_loss']:.2f}" if "val_loss" in row else ""
-        print(f"epoch {epoch}/{epochs}: train_loss {row['train_loss']:.2f}{val}, {row['images_per_s']:.0f} images/s, "
-              f"about {left:.0f} s left", flush=True)
+        self.say(f"epoch {epoch}/{epochs}: train_loss {row['train_loss']:.2f}{val}, {row['images_per_s']:.0f} images/s, "
+                 f"about {left:.0f} s left")
 
     def _diverged(self, loss: float, state: dict, best_weights) -> TrainingDiverged:
         """Put back the best weights so far (in memory; the saved model/ is never a diverged one)

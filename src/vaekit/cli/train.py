@@ -13,7 +13,8 @@ DEFAULTS: dict = {}  # the train flags' defaults, to tell which flags a user gav
 
 def cmd_train(args) -> None:
     flags_given = {k for k, v in vars(args).items() if k in DEFAULTS and v != DEFAULTS[k]}
-    train(TrainSpec.from_flags({k: v for k, v in vars(args).items() if k != "func"}), given=flags_given)
+    train(TrainSpec.from_flags({k: v for k, v in vars(args).items() if k != "func"}), given=flags_given,
+          say=lambda message: print(message, flush=True))  # flushed: logs read by other programs see each line
 
 
 def add_parser(sub) -> None:
