@@ -204,3 +204,12 @@ def test_the_explorer_answers_for_every_family(digits_data):
             assert len(view.interpolate(0, 1, steps=4)["frames"]) == 4, name
             assert len(view.points()["points"]) == 40, name
             assert len(view.arithmetic(3, 1, 2)["pixels"]) == 64, name
+
+
+def test_requests_naming_another_host_or_not_json_are_refused(server):
+    request = urllib.request.Request(server + "/api/info", headers={"Host": "evil.example:80"})
+    assert _get(request)[0] == 403  # a page elsewhere reaching in by DNS rebinding
+    plain = urllib.request.Request(server + "/api/decode", data=b'{"z": []}', headers={"Content-Type": "text/plain"},
+                                   method="POST")
+    assert _get(plain)[0] == 415
+    assert _get(server + "/api/info")[0] == 200

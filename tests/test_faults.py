@@ -186,3 +186,23 @@ def test_divergence_is_one_sentence_and_keeps_the_last_good_model(tmp_path, caps
     err = capsys.readouterr().err
     assert "diverged" in err and "--grad-clip" in err and err.count("\n") == 1
     assert not out.exists()  # no epoch was saved, so no stub folder is left
+
+
+def test_a_failed_overwrite_puts_the_old_run_back(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--out", str(run)]) == 0
+    before = vaekit.load(run).state_dict()
+    assert main(["train", "--out", str(run), "--overwrite", "--lr", "10", "--epochs", "2", "--no-progress"]) == 2
+    assert "diverged" in capsys.readouterr().err
+    after = vaekit.load(run).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not [e for e in os.listdir(run) if is_temporary(e)]
+
+
+def test_a_resumed_betatc_run_keeps_its_weights_meaning(tmp_path):
+    run = tmp_path / "tc"
+    assert main(["train", "--model", "betatc", "--beta", "0.5", "--epochs", "1", "--limit", "64", "--out", str(run),
+                 "--no-progress"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert vaekit.load(run).config.beta == 6.0  # the TC weight stays its default
+    assert json.loads((run / "train_config.json").read_text())["beta"] == 0.5  # and --beta the KL weight

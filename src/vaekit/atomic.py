@@ -27,10 +27,17 @@ LOCK_NAME = ".vaekit.lock"
 _OLD = "old"  # suffix of the previous folder during a two-rename replacement
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once, at import: setting it later would race with other threads' files
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def _prefix(name: str) -> str:
@@ -71,7 +78,7 @@ def remove_debris(parent: Path, name: str) -> None:
         if _owner_alive(entry):
             continue
         path = parent / entry
-        if entry.endswith(_OLD) and not (parent / name).exists():
+        if entry.rsplit("-", 1)[-1] == _OLD and not (parent / name).exists():  # mkdtemp's suffixes have no "-"
             try:
                 os.replace(path, parent / name)
                 continue
@@ -171,7 +178,11 @@ def _put_in_place(tmp: Path, folder: Path) -> None:
                 continue  # another writer put its folder there first: exchange with it
         if folder.is_symlink() or not folder.is_dir():
             raise InputError(f"{folder} exists and is not a folder; remove it or choose another name.")
-        if _exchange(tmp, folder):
+        try:
+            swapped = _exchange(tmp, folder)
+        except FileNotFoundError:  # the folder went away since exists(): start again
+            continue
+        if swapped:
             shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the previous folder
             return
         old = folder.with_name(_prefix(folder.name) + _OLD)
@@ -212,19 +223,24 @@ def set_ordinary_permissions(path) -> None:
 def folder_lock(folder, what: str = "a training run"):
     """Hold the one writer's lock of `folder` (created if missing) for the block."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # no advisory locks on this system
         yield
         return
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    except OSError as e:
+        raise InputError(f"Cannot create the run folder {folder} ({e.strerror}); choose another --out.") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise InputError(f"{folder} is being written by another vaekit process ({what}); wait for it to "
                              "finish or choose another --out.") from None
+        except OSError:  # no locks on this file system (some NFS): carry on unlocked
+            pass
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -46,7 +46,3 @@ class Capabilities:
         """A copy with some fields changed: what a subclass declares on top of its parent."""
         return dataclasses.replace(self, **changes)
 
-
-def capabilities(model) -> Capabilities:
-    """The declared capabilities of a model instance or class."""
-    return model.capabilities

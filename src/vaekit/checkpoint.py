@@ -77,8 +77,10 @@ def load_checkpoint(folder, model, optimizer, generators: dict[str, torch.Genera
     except RuntimeError:
         raise InputError(f"The checkpoint in {folder} belongs to a different model.") from None
     try:
-        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         rng = {name: tensors[f"rng.{name}"] for name in ("torch", *generators)}
+        if any(t.dtype != torch.uint8 or t.dim() != 1 for t in rng.values()):
+            raise ValueError("a random-number state is not a byte vector")
+        optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         for name, gen in generators.items():
             gen.set_state(rng[name])
         torch.set_rng_state(rng["torch"])

@@ -101,3 +101,17 @@ def broadcast_flag(flag: bool) -> bool:
 def barrier() -> None:
     if world()[1] > 1:
         dist.barrier()
+
+
+class Local:
+    """The collectives of this module for a single process inside a distributed launch (e.g. a
+    second stage that only rank 0 runs): each a no-op or the identity."""
+
+    world = staticmethod(lambda: (0, 1))
+    setup = staticmethod(lambda: (0, 1))
+    device_for_rank = staticmethod(device_for_rank)
+    broadcast_module = staticmethod(lambda module: None)
+    average_gradients = staticmethod(lambda params: None)
+    all_sum = staticmethod(lambda t: t)
+    broadcast_flag = staticmethod(lambda flag: flag)
+    barrier = staticmethod(lambda: None)

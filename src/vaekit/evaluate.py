@@ -142,7 +142,7 @@ def _examples(model, data, limit, data_dir):
     else:
         x, y = data, None
     x = torch.as_tensor(x)
-    x = x.float() if not torch.is_floating_point(x) else x
+    x = x / 255 if x.dtype == torch.uint8 else (x.float() if not torch.is_floating_point(x) else x)  # as the model reads them
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
     if x.shape[0] < 1:

@@ -13,6 +13,7 @@ with the lower groups at their prior means, and its encoder the top group's Gaus
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from pathlib import Path
@@ -109,7 +110,7 @@ def export_onnx(model, folder) -> dict:
         "encoder": (_Encoder(model), enc_in, ["x", "y"] if model.conditional else ["x"],
                     ["codes"] if codes else (["z"] if model.capabilities.posterior == "point" else ["mu", "logvar"])),
     }
-    model = model.float().cpu()
+    model = copy.deepcopy(model).float().cpu()  # the caller's model keeps its dtype and device
     with inference(model):
         for name, (module, inputs, names, outputs) in graphs.items():
             try:

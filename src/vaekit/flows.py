@@ -212,9 +212,9 @@ class FlowPosterior(Distribution):
     def rsample_with_log_prob(self, sample_shape=torch.Size(), noise=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_K, log q(z_K|x)) for reparameterised samples of shape sample_shape + (B, L) (or from
         given standard-normal `noise`, as in DiagonalGaussian)."""
-        z0 = self.base.rsample(sample_shape) if noise is None else self.base.mu + self.base.stddev * noise  # (..., B, L)
+        z0, log_q0 = self.base.rsample_with_log_prob(sample_shape, noise)  # (..., B, L), (..., B)
         z, log_abs_det = self.flows(z0, self.context)  # h (B, H) broadcasts over the sample dims
-        log_q = self.base.log_prob(z0) - log_abs_det
+        log_q = log_q0 - log_abs_det
         self._last = (z, log_q)
         return z, log_q
 

@@ -79,12 +79,3 @@ def resolve_model_folder(path) -> Path:
     if not (p / CONFIG_NAME).exists():
         raise InputError(f"{p} holds no {CONFIG_NAME}: it is not a saved model or run folder.")
     return p
-
-
-def read_config(folder) -> dict:
-    try:
-        meta = json.loads((Path(folder) / CONFIG_NAME).read_text())
-        meta["model_type"], meta["config"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise InputError(f"{Path(folder) / CONFIG_NAME} is corrupt ({e}); re-save the model.") from None
-    return meta

@@ -14,6 +14,7 @@ import json
 import os
 import struct
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -53,36 +54,31 @@ def _snapshot(folder: Path) -> tuple[bytes, bytes]:
         dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except FileNotFoundError:
         raise _Replaced from None
+    except OSError as e:
+        raise InputError(f"Cannot read {folder} ({e.strerror}).") from None
     try:
         before = os.fstat(dfd).st_ino
-        files = []
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            try:
-                files.append(os.open(name, os.O_RDONLY, dir_fd=dfd))
-            except FileNotFoundError:
-                for fd in files:
-                    os.close(fd)
-                if os.stat(folder).st_ino != before:
-                    raise _Replaced from None
-                missing = "config.json" if name == CONFIG_NAME else WEIGHTS_NAME
-                raise InputError(f"{folder} has no {missing}; the save was incomplete, re-save the model.") from None
+        with ExitStack() as files:  # every descriptor owned by one file object, closed once
+            opened = []
+            for name in (CONFIG_NAME, WEIGHTS_NAME):
+                try:
+                    opened.append(files.enter_context(os.fdopen(os.open(name, os.O_RDONLY, dir_fd=dfd), "rb")))
+                except FileNotFoundError:
+                    try:
+                        replaced = os.stat(folder).st_ino != before
+                    except FileNotFoundError:
+                        replaced = True
+                    if replaced:
+                        raise _Replaced from None
+                    raise InputError(f"{folder} has no {name}; the save was incomplete, re-save the model.") from None
+                except OSError as e:  # a folder where a file belongs, no permission, ...
+                    raise InputError(f"Cannot read {folder / name} ({e.strerror}).") from None
+            config, weights = opened
+            if os.fstat(config.fileno()).st_size > MAX_CONFIG_BYTES:
+                raise InputError(f"{folder / CONFIG_NAME} is larger than any model's config ({MAX_CONFIG_BYTES} bytes).")
+            return config.read(), weights.read()
     finally:
         os.close(dfd)
-    config_fd, weights_fd = files
-    try:
-        if os.fstat(config_fd).st_size > MAX_CONFIG_BYTES:
-            raise InputError(f"{folder / CONFIG_NAME} is larger than any model's config ({MAX_CONFIG_BYTES} bytes).")
-        with os.fdopen(config_fd, "rb") as f:
-            config_bytes = f.read()
-        with os.fdopen(weights_fd, "rb") as f:
-            weights = f.read()
-    finally:
-        for fd in files:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    return config_bytes, weights
 
 
 def _build(folder: Path, config_bytes: bytes, weights: bytes, map_location, expect):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_bytes
 from .errors import InputError
-from .runs import run_info
+from .runs import best_epoch, read_history, run_info
 
 PICTURES = ("loss_curve.png", "samples.png", "reconstructions.png", "interpolation.png", "codebook_usage.png")
 EVALUATION_KEYS = (("nll", "test NLL (nats)"), ("nelbo", "negative ELBO (nats)"), ("bpd", "bits per dimension"),
@@ -34,13 +34,6 @@ th { background: #f4f4f4; }
 img { max-width: 100%; border: 1px solid #eee; }
 code { background: #f4f4f4; padding: 0.1em 0.3em; }
 """
-
-
-def _metrics(run: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def _json(path: Path) -> dict:
@@ -68,9 +61,9 @@ def run_section(run: Path) -> str:
     info = run_info(run)
     settings = info.get("args", {}) if isinstance(info.get("args"), dict) else {}
     config = _json(run / "model" / "config.json")
-    history = _metrics(run)
-    key = "val_loss" if history and "val_loss" in history[-1] else "train_loss"
-    best = min(history, key=lambda row: row[key]) if history else {}
+    history = read_history(run)
+    best, key = best_epoch(history)
+    best = best or {}
     seconds = sum(row.get("seconds", 0) for row in history)
     card = [
         ("model", config.get("model_type")),

@@ -25,7 +25,7 @@ import torch
 
 from . import distributed
 from .errors import InputError
-from .atomic import LOCK_NAME, atomic_write_bytes, folder_lock, is_temporary, remove_all_debris
+from .atomic import LOCK_NAME, TMP_TAG, atomic_write_bytes, folder_lock, is_temporary, remove_all_debris
 from .configs import validate
 from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
@@ -81,7 +81,8 @@ class TrainSpec:
     def record(self) -> dict:
         """The settings run.json keeps (flat, family options beside the others)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("options", "out", "resume", "overwrite")}
-        return {**fields, **self.options}
+        own = {opt.dest: None for opt in family(self.model).options}  # every one, so a resume never guesses
+        return {**fields, **own, **self.options}
 
     @classmethod
     def from_flags(cls, flags: dict) -> "TrainSpec":
@@ -126,14 +127,21 @@ def train(spec: TrainSpec, say=print, given: set | None = None) -> Run:
     out = run_folder_for(spec)
     created, fresh = not out.exists(), not _has_content(out)
     with folder_lock(out) if rank == 0 else contextlib.nullcontext():
+        replacing = rank == 0 and spec.overwrite and not spec.resume and not fresh
+        stash = _stash_previous(out) if replacing else None  # the old run, aside until the new one saved an epoch
         try:
-            return _train_in(out, spec, rank, world, say, given)
+            run = _train_in(out, spec, rank, world, say, given)
         except BaseException as e:
-            if rank == 0 and fresh:
+            if rank == 0 and (fresh or stash is not None):
                 _remove_stub(out, created)  # a run that failed before its first epoch leaves nothing behind
+                if stash is not None and not (out / "checkpoint").exists():
+                    _restore_previous(out, stash)
             if isinstance(e, KeyboardInterrupt) and not isinstance(e, RunInterrupted):
                 raise RunInterrupted(_interrupted(out)) from None
             raise
+        if stash is not None:
+            shutil.rmtree(stash, ignore_errors=True)
+        return run
 
 
 def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> Run:
@@ -236,13 +244,30 @@ def run_folder_for(spec: TrainSpec) -> Path:
     return out
 
 
+def read_history(run) -> list[dict]:
+    """The per-epoch rows of a run's metrics.jsonl ([] where it is missing or unreadable)."""
+    try:
+        rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("epoch"), int)
+            and isinstance(r.get("train_loss"), (int, float))]
+
+
+def best_epoch(history: list[dict]) -> tuple[dict | None, str]:
+    """(the row of the epoch model/ holds, the loss it was chosen by): the lowest val_loss, else train_loss."""
+    if not history:
+        return None, "train_loss"
+    key = "val_loss" if all(isinstance(r.get("val_loss"), (int, float)) for r in history) else "train_loss"
+    return min(history, key=lambda row: row[key]), key
+
+
 def summary(history: list[dict], spec: TrainSpec) -> str:
     """The last epoch's loss and which epoch the saved model is, with what the numbers mean."""
     if not history:
         return "No epochs were trained."
     last = history[-1]
-    key = "val_loss" if "val_loss" in last else "train_loss"
-    best = min(history, key=lambda row: row[key])
+    best, key = best_epoch(history)
     line = f"Epoch {last['epoch']}: {key} {last[key]:.2f} nats per example, {last['images_per_s']:.0f} images/s"
     if key == "val_loss":
         line += f"; model/ holds epoch {best['epoch']}, the best ({best[key]:.2f})"
@@ -336,10 +361,7 @@ def resolve_defaults(spec: TrainSpec, data_name: str, shape: tuple, n: int, x: t
 
 
 def _prepare_folder(out: Path, spec: TrainSpec) -> None:
-    """Create (or, with overwrite, empty of what vaekit wrote) the run folder and write run.json."""
-    if spec.overwrite and not spec.resume and _has_content(out):
-        for entry in check_replaceable(out):
-            _remove(out / entry)
+    """Create the run folder (--overwrite has moved the old run aside) and write run.json."""
     out.mkdir(parents=True, exist_ok=True)
     info = {"data": spec.data, "data_dir": spec.data_dir, "args": spec.record()}
     atomic_write_bytes(out / RUN_FILE, json.dumps(info, indent=2).encode())
@@ -382,6 +404,8 @@ def write_pictures(model, data, out: Path, stats: "Standardization | None" = Non
     from .plots import save_image_grid
 
     model.eval()
+    device = next(model.parameters()).device
+    data = type(data)(data.x.to(device), data.y.to(device) if data.y is not None else None, data.name, data.num_classes)
     shape = getattr(model, "image_shape", None)
     y = data.y if model.conditional else None
     n = min(8, len(data)) if not _is_table(model) else min(500, len(data))
@@ -457,7 +481,7 @@ class Standardization:
         return Dataset(x, data.y, data.name, data.num_classes)
 
     def invert(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.double() * torch.tensor(self.scale) + torch.tensor(self.mean)).float()
+        return (x.detach().cpu().double() * torch.tensor(self.scale) + torch.tensor(self.mean)).float()
 
     def save(self, out: Path) -> None:
         atomic_write_bytes(Path(out) / STANDARDIZATION_FILE, json.dumps(dataclasses.asdict(self)).encode())
@@ -526,6 +550,24 @@ def check_replaceable(out: Path) -> list[str]:
     return [e for e in entries if e != LOCK_NAME]
 
 
+def _stash_previous(out: Path) -> Path:
+    """Move the entries of the run being overwritten into a temporary folder inside it."""
+    entries = check_replaceable(out)
+    stash = out / f".previous{TMP_TAG}{os.getpid()}-stash"
+    stash.mkdir()
+    for entry in entries:
+        os.rename(out / entry, stash / entry)
+    return stash
+
+
+def _restore_previous(out: Path, stash: Path) -> None:
+    """Put an overwritten run back where a replacement failed before saving anything."""
+    for entry in os.listdir(stash):
+        if not (out / entry).exists():
+            os.rename(stash / entry, out / entry)
+    shutil.rmtree(stash, ignore_errors=True)
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -539,7 +581,7 @@ def _remove_stub(out: Path, created: bool) -> None:
     if (out / "checkpoint").exists() or not out.is_dir():
         return
     for entry in os.listdir(out):
-        if entry in RUN_ENTRIES or is_temporary(entry):
+        if entry in RUN_ENTRIES or (is_temporary(entry) and not entry.startswith(".previous")):
             _remove(out / entry)
     if created:
         try:

@@ -83,7 +83,7 @@ def _tensors(data, model):
         data, y = data
     elif hasattr(data, "x"):
         data, y = data.x, getattr(data, "y", None)
-    x = model.check_input(torch.as_tensor(data, dtype=torch.float32))
+    x = model.check_input(data if torch.is_tensor(data) else torch.as_tensor(data))  # uint8 pixels scaled there
     if model.conditional:
         if y is None:
             raise InputError("A conditional model needs labels: give a dataset with labels y.")
@@ -100,15 +100,17 @@ class Trainer:
     examples, gradients are averaged across processes, and only rank 0 writes files.
     """
 
-    def __init__(self, model, config: TrainConfig | None = None, out_dir=None, say=None):
+    def __init__(self, model, config: TrainConfig | None = None, out_dir=None, say=None, local: bool = False):
         """`say` (e.g. print): where notices go when there is no progress bar to write them into (the
-        early-stopping notice; one line per epoch when no terminal shows the bar). None: silent."""
+        early-stopping notice; one line per epoch when no terminal shows the bar). None: silent.
+        `local`: train in this process alone even under torchrun (no collectives)."""
         self.say = say
+        self.dist = dist.Local if local else dist
         self.config = config or TrainConfig()
         self.model = model
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.rank, self.world = dist.setup()
-        self.device = dist.device_for_rank(self.config.device)
+        self.rank, self.world = self.dist.setup()
+        self.device = self.dist.device_for_rank(self.config.device)
         self.precision = resolve_precision(self.config.precision, self.device)
         self.history: list[dict] = []
         self._step_fn = self._eager_step
@@ -146,7 +148,7 @@ class Trainer:
         layout = torch.channels_last if cfg.channels_last and len(getattr(model, "data_shape", ())) == 3 \
             else torch.contiguous_format
         model.to(self.device, memory_format=layout)
-        dist.broadcast_module(model)
+        self.dist.broadcast_module(model)
 
         def place(data):
             x, y = _tensors(data, model)
@@ -214,7 +216,7 @@ class Trainer:
                 row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, row["beta"]).items()})
             state["epoch"] += 1
             monitored = row.get("val_loss", row["train_loss"])
-            improved = dist.broadcast_flag(monitored < state["best"])
+            improved = self.dist.broadcast_flag(monitored < state["best"])
             if improved:
                 state["best"], state["stale"] = monitored, 0
                 best_weights = copy.deepcopy(model.state_dict())
@@ -239,7 +241,7 @@ class Trainer:
             model.load_state_dict(best_weights)
         elif validate and self.out_dir is not None and (self.out_dir / "model").exists():
             model.load_state_dict(load_file(str(self.out_dir / "model" / WEIGHTS_NAME), device=str(self.device)))
-        dist.barrier()
+        self.dist.barrier()
         model.eval()
         return self.history
 
@@ -258,7 +260,7 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, state["step"], steps * cfg.epochs)
             out = self._step_fn(xb, yb, warmup(state["step"]), gens["binarize"])
-            dist.average_gradients(params)
+            self.dist.average_gradients(params)
             if cfg.grad_clip > 0:
                 self.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -267,7 +269,7 @@ class Trainer:
             state["step"] += 1
             _accumulate(sums, out, len(xb))
             bar.update(1)
-        sums = {k: dist.all_sum(v) for k, v in sums.items()}
+        sums = {k: self.dist.all_sum(v) for k, v in sums.items()}
         per_example = sums["loss"].item() / max(steps * cfg.batch_size, 1)
         if not math.isfinite(per_example) or abs(per_example) > DIVERGED:
             raise _Diverged(per_example)

@@ -14,7 +14,7 @@ def cmd_explore(args) -> None:
     from ..explorer import ModelView, serve
     from ..loading import load
 
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+    if args.host not in ("127.0.0.1", "localhost") and not args.allow_remote:
         raise InputError(f"--host {args.host} would open the explorer to other machines; add --allow-remote if you mean it.")
     start = time.perf_counter()
     model = load(args.run)

@@ -7,16 +7,10 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import args as flags
+from ..runs import best_epoch, read_history
 from .common import run_folder, run_info
 
 EVALUATION_FILE = "evaluation.json"
-
-
-def _metrics(run: Path) -> list[dict]:
-    try:
-        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
 
 
 def _evaluation(run: Path) -> dict:
@@ -34,9 +28,8 @@ def describe(path) -> dict:
     model = load(path)
     run = run_folder(path) if Path(str(path)).exists() else None
     info = run_info(path)
-    history = _metrics(run) if run is not None else []
-    key = "val_loss" if history and "val_loss" in history[-1] else "train_loss"
-    best = min(history, key=lambda row: row[key]) if history else None
+    history = read_history(run) if run is not None else []
+    best, key = best_epoch(history)
     report = _evaluation(run) if run is not None else {}
     return {
         "model": model.model_type,

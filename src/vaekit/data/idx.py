@@ -198,14 +198,26 @@ def _download(name: str, split: str, folder: Path, wanted: str) -> None:
             )
 
 
+def _bounded_gunzip(data: bytes) -> bytes:
+    """gzip.decompress of downloaded bytes, refusing more than MAX_GZIP_RATIO times their size."""
+    import io
+
+    limit = MAX_GZIP_RATIO * len(data) + (1 << 20)
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+        out = f.read(limit + 1)
+    if len(out) > limit:
+        raise OSError("it expands far more than an IDX file can")
+    return out
+
+
 def _download_problem(data: bytes, checksums: dict, ndim: int) -> str | None:
     """Why downloaded gzip bytes are not the expected IDX file, or None if they are."""
     if "gz_md5" in checksums and hashlib.md5(data, usedforsecurity=False).hexdigest() != checksums["gz_md5"]:
         return "checksum mismatch (md5 of the .gz)"
     try:
-        raw = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error):
-        return "not a complete gzip file"
+        raw = _bounded_gunzip(data)
+    except (OSError, EOFError, zlib.error) as e:
+        return f"not a complete gzip file ({e})"
     if "idx_sha256" in checksums and hashlib.sha256(raw).hexdigest() != checksums["idx_sha256"]:
         return "checksum mismatch (sha256 of the IDX content)"
     return _idx_problem(raw, ndim)

@@ -18,6 +18,7 @@ from ..errors import InputError
 STATIC = Path(__file__).parent / "static"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 MAX_BODY = 1 << 20  # bytes of a request body
+LOCAL_NAMES = ("127.0.0.1", "localhost")
 
 
 def _assets() -> dict[str, Path]:
@@ -71,7 +72,17 @@ def make_handler(view):
             else:
                 self._json(200, result)
 
+        def _foreign_host(self) -> bool:
+            """A Host header that is not this server's own name: a page elsewhere reaching in by DNS rebinding."""
+            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+            if host in LOCAL_NAMES or host == self.server.server_address[0]:
+                return False
+            self._json(403, {"error": "Requests must name this server by its own address."})
+            return True
+
         def do_GET(self):
+            if self._foreign_host():
+                return
             url = urlparse(self.path)
             if url.path in ("/", "/index.html"):
                 self._send(200, assets["index.html"].read_bytes(), TYPES[".html"])
@@ -88,7 +99,11 @@ def make_handler(view):
                 self._json(404, {"error": f"Nothing at {url.path}."})
 
         def do_POST(self):
+            if self._foreign_host():
+                return
             url = urlparse(self.path)
+            if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+                return self._json(415, {"error": "Requests must send Content-Type: application/json."})
             if url.path not in post_routes:
                 return self._json(404, {"error": f"Nothing to post to at {url.path}."})
             try:
@@ -131,7 +146,10 @@ def _float(query: dict, key: str, default: float) -> float:
 
 def serve(view, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
     """A running server (in a daemon thread) for `view`; its URL is http://host:server.server_port/."""
-    server = ThreadingHTTPServer((host, port), make_handler(view))
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(view))
+    except OSError as e:
+        raise InputError(f"Cannot listen on {host}:{port} ({e.strerror}); choose another --port or --host.") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

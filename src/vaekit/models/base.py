@@ -152,7 +152,7 @@ class BaseVAE(Model):
         """KL(q(z|x) || p(z)) per free-bits unit, summing to the KL: in closed form per dimension,
         (B, L), for a diagonal Gaussian q and the N(0, I) prior; otherwise the single-sample Monte
         Carlo estimate log q(z|x) - log p(z) as one unit, (k, B, 1)."""
-        if isinstance(draw.q, DiagonalGaussian) and isinstance(self.prior(), StandardNormal):
+        if isinstance(draw.q, DiagonalGaussian) and self.latent_prior is None:  # q Gaussian, p = N(0, I)
             return draw.q.kl_per_dim()
         return (draw.log_q - self.log_prior(draw)).unsqueeze(-1)
 
@@ -177,13 +177,14 @@ class BaseVAE(Model):
         With `target` (e.g. clean images while x is corrupted) the decoder is scored on the target:
         the objective of a denoising VAE. Terms per example: reconstruction, kl, elbo (+ the family's).
         """
-        x = self.as_batch(x)
+        x = self.as_batch(x)  # checked here, once
         target = x if target is None else self.as_batch(target)
-        draw = next(iter(self.draws(x, y, 1)))
-        rec = self.log_px(draw, target, y)[0]  # (B,)
-        units = self.kl_units(draw).reshape(x.shape[0], -1)  # (B, U)
-        kl = units.sum(-1)
-        charged, extra = self.penalty(draw, units, free_bits)
+        with trusted_inputs(self):
+            draw = next(iter(self.draws(x, y, 1)))
+            rec = self.log_px(draw, target, y)[0]  # (B,)
+            units = self.kl_units(draw).reshape(x.shape[0], -1)  # (B, U)
+            kl = units.sum(-1)
+            charged, extra = self.penalty(draw, units, free_bits)
         loss = (beta * charged - rec).mean()
         return StepOutput(loss, {"reconstruction": -rec, "kl": kl, "elbo": rec - kl, **extra})
 

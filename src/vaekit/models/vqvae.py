@@ -346,7 +346,7 @@ def train_prior(model: VQVAE, x=None, *, codes: torch.Tensor | None = None, epoc
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=progress,
                          device=str(model.prior_fitted.device), precision=precision, channels_last=False)
     was_training = model.prior_net.training
-    rows = Trainer(CodePriorStage(model), config).fit(codes)
+    rows = Trainer(CodePriorStage(model), config, local=True).fit(codes)  # under torchrun only rank 0 gets here
     model.prior_net.train(was_training)
     history = [row["train_loss"] for row in rows]
     model.prior_fitted.fill_(True)
