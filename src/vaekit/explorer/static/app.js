@@ -92,6 +92,7 @@ async function drawInterpolation() {
   const method = document.getElementById("method").value;
   const answer = await api("/api/interpolate", { i: state.a, j: state.b, steps: 10, method });
   drawStrip(document.getElementById("strip"), answer.frames, state.info.shape);
+  state.strips = (state.strips || 0) + 1;
   say(`interpolated ${state.a} -> ${state.b} (${method})`);
 }
 
