@@ -70,10 +70,13 @@ def ecod(train, test, seed):
     return np.maximum.reduce([left.sum(1), right.sum(1), auto.sum(1)])
 
 
+VAEKIT_OPTIONS: dict = {}  # --vaekit KEY=VALUE: AnomalyDetector parameters other than its defaults
+
+
 def vaekit_detector(train, test, seed, contamination):
     from vaekit import AnomalyDetector
 
-    det = AnomalyDetector(contamination=max(min(contamination, 0.5), 1e-3), seed=seed).fit(train)
+    det = AnomalyDetector(contamination=max(min(contamination, 0.5), 1e-3), seed=seed, **VAEKIT_OPTIONS).fit(train)
     return det.anomaly_score(test)
 
 
@@ -90,7 +93,18 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/data/odds")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sets", nargs="*", default=list(SETS))
+    parser.add_argument("--detectors", nargs="*", default=list(DETECTORS), help="which detectors to run")
+    parser.add_argument("--vaekit", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="AnomalyDetector parameters instead of its defaults, e.g. latent_dim=8 hidden_dims=[64,32]")
     args = parser.parse_args()
+    import json as _json
+
+    for item in args.vaekit:
+        key, value = item.split("=", 1)
+        VAEKIT_OPTIONS[key] = _json.loads(value) if value[:1] in "[{0123456789-\"tfn" else value
+    for name in list(DETECTORS):
+        if name not in args.detectors:
+            del DETECTORS[name]
     import torch
 
     torch.set_num_threads(1)

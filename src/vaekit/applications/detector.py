@@ -81,8 +81,10 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
                  batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0, likelihood: str | None = None,
                  sigma: float | None = None, image_shape=None, contamination: float = 0.05,
                  target_fpr: float | None = None, validation_fraction: float = 0.2, patience: int = 20,
-                 n_samples: int = 10, seed: int = 0, device: str = "auto", progress: bool = False):
+                 n_samples: int = 10, seed: int = 0, device: str = "auto", progress: bool = False,
+                 hidden_dims: tuple | None = None):
         self.model = model
+        self.hidden_dims = hidden_dims
         self.scoring = scoring
         self.latent_dim = latent_dim
         self.epochs = epochs
@@ -308,7 +310,10 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         return None
 
     def _model_options(self) -> dict:
-        return {"sigma": self.sigma_} if self.likelihood_ == "gaussian" else {}
+        options = {"sigma": self.sigma_} if self.likelihood_ == "gaussian" else {}
+        if self.hidden_dims is not None:
+            options["hidden_dims" if self.model == "vae" else "channels"] = tuple(self.hidden_dims)
+        return options
 
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
         if self.mean_ is None:
