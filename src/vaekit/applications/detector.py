@@ -51,6 +51,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         posterior samples, plus the KL to the prior); 'nll' the importance-sampled negative
         log-likelihood -log p(x) with `n_samples` samples (a tighter bound, n_samples times the
         cost); 'recon' the summed squared error of the deterministic reconstruction (the chapter's).
+    hidden_dims: the MLP's hidden widths (model='vae') or the convolutions' channels (model='conv');
+        None: the family's defaults, (512, 256) and (32, 64).
     latent_dim, epochs, batch_size, lr, beta, seed: the model's size and its training (Adam);
         epochs=None trains for about 2000 optimizer steps (at least 10 and at most 500 epochs).
     likelihood: p(x|z): None for Bernoulli on images and, on (standardized) tables, a Gaussian whose
