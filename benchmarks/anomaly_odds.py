@@ -73,11 +73,19 @@ def ecod(train, test, seed):
 VAEKIT_OPTIONS: dict = {}  # --vaekit KEY=VALUE: AnomalyDetector parameters other than its defaults
 
 
+ENSEMBLE = 1  # --ensemble N: the mean of N detectors' standardized scores (seeds seed*N ... seed*N+N-1)
+
+
 def vaekit_detector(train, test, seed, contamination):
     from vaekit import AnomalyDetector
 
-    det = AnomalyDetector(contamination=max(min(contamination, 0.5), 1e-3), seed=seed, **VAEKIT_OPTIONS).fit(train)
-    return det.anomaly_score(test)
+    total = 0.0
+    for member in range(ENSEMBLE):
+        det = AnomalyDetector(contamination=max(min(contamination, 0.5), 1e-3), seed=seed * ENSEMBLE + member,
+                              **VAEKIT_OPTIONS).fit(train)
+        fitted = det.anomaly_score(train)
+        total = total + (det.anomaly_score(test) - np.median(fitted)) / (np.std(fitted) + 1e-12)
+    return total / ENSEMBLE
 
 
 DETECTORS = {"vaekit": None, "IForest": iforest, "KNN": knn, "LOF": lof, "OCSVM": ocsvm, "PCA": pca, "ECOD": ecod}
@@ -96,8 +104,12 @@ def main() -> None:
     parser.add_argument("--detectors", nargs="*", default=list(DETECTORS), help="which detectors to run")
     parser.add_argument("--vaekit", nargs="*", default=[], metavar="KEY=VALUE",
                         help="AnomalyDetector parameters instead of its defaults, e.g. latent_dim=8 hidden_dims=[64,32]")
+    parser.add_argument("--ensemble", type=int, default=1, help="average N vaekit detectors (default 1)")
     args = parser.parse_args()
     import json as _json
+
+    global ENSEMBLE
+    ENSEMBLE = args.ensemble
 
     for item in args.vaekit:
         key, value = item.split("=", 1)
