@@ -29,3 +29,39 @@ def test_readme_python_examples_run(mnist_dir, tmp_path, monkeypatch):
     assert spaces[0]["three"].shape == (1, 784)
     assert spaces[2]["strip"].shape == (10, 784)
     assert (tmp_path / "my-vae" / "model.safetensors").exists()
+
+
+PLACEHOLDERS = ("table.csv", "train.npy", "new.npy", " RUN", "...", "torchrun", "vaekit explore")  # not runnable as pasted
+
+
+def _quick(line: str, mnist_dir) -> list[str]:
+    """A README command made quick: one epoch (one more on --resume), a few examples and samples."""
+    import shlex
+
+    words = shlex.split(line.split("#")[0].replace("../shared/data/mnist", str(mnist_dir))
+                        .replace("path/to/mnist", str(mnist_dir)))[1:]
+    for flag in ("--epochs", "--k", "--limit"):
+        while flag in words:
+            i = words.index(flag)
+            del words[i:i + 2]
+    if words[0] == "train":
+        words += ["--epochs", "2" if "--resume" in words else "1", "--limit", "300", "--no-progress"]
+    if words[0] == "evaluate":
+        words += ["--k", "5", "--limit", "20", "--no-progress"]
+    return words
+
+
+def test_readme_command_lines_run(mnist_dir, tmp_path, monkeypatch, capsys):
+    """Every `vaekit ...` line of the README's command blocks runs (made quick), in order, in one folder."""
+    from vaekit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)[1:]
+    lines = [l.strip() for b in blocks for l in b.splitlines() if l.strip().startswith("vaekit ")]
+    ran = 0
+    for line in lines:
+        if any(p in line for p in PLACEHOLDERS):
+            continue
+        assert main(_quick(line, mnist_dir)) == 0, (line, capsys.readouterr().err)
+        ran += 1
+    assert ran >= 18
