@@ -305,20 +305,26 @@ def save_codebook_usage(counts, path, title: str | None = None) -> Path:
 MAX_FEATURES = 8  # features pictured for a table
 
 
+def _feature_grid(features: int, height: float):
+    """A figure with one panel per pictured feature (at most MAX_FEATURES, four per row); the
+    panels, spare ones switched off."""
+    k = min(MAX_FEATURES, features)
+    cols = min(4, k)
+    rows = -(-k // cols)
+    fig = Figure(figsize=(3 * cols, height * rows), dpi=DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax in axes[k:]:
+        ax.axis("off")
+    return fig, axes[:k]
+
+
 def save_feature_histograms(samples, path, data=None, names=None, title: str | None = None) -> Path:
     """Per-feature histograms of table rows (N, D), the first MAX_FEATURES features, with the data's
     (if given) overlaid on the same bins: how generated rows compare with real ones."""
     s = _tensor(samples, "samples").reshape(len(samples), -1).double().numpy()
     d = _tensor(data, "data").reshape(len(data), -1).double().numpy() if data is not None else None
-    k = min(MAX_FEATURES, s.shape[1])
-    cols = min(4, k)
-    rows = -(-k // cols)
-    fig = Figure(figsize=(3 * cols, 2.4 * rows), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    fig, axes = _feature_grid(s.shape[1], 2.4)
     for j, ax in enumerate(axes):
-        if j >= k:
-            ax.axis("off")
-            continue
         both = s[:, j] if d is None else np.concatenate([s[:, j], d[:, j]])
         edges = np.histogram_bin_edges(both, bins=30)
         if d is not None:
@@ -337,15 +343,8 @@ def save_feature_scatter(data, recon, path, names=None, title: str | None = None
     """Reconstructed against true value for the first MAX_FEATURES features of table rows (N, D)."""
     d = _tensor(data, "data").reshape(len(data), -1).double().numpy()
     r = _tensor(recon, "reconstructions").reshape(len(recon), -1).double().numpy()
-    k = min(MAX_FEATURES, d.shape[1])
-    cols = min(4, k)
-    rows = -(-k // cols)
-    fig = Figure(figsize=(3 * cols, 2.6 * rows), dpi=DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    fig, axes = _feature_grid(d.shape[1], 2.6)
     for j, ax in enumerate(axes):
-        if j >= k:
-            ax.axis("off")
-            continue
         ax.scatter(d[:, j], r[:, j], s=6, alpha=0.6)
         lo, hi = min(d[:, j].min(), r[:, j].min()), max(d[:, j].max(), r[:, j].max())
         ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)

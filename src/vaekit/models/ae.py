@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..nets import mlp
 from ..objectives import StepOutput
 from .base import BaseVAE
+from .core import FlatShape
 from .registry import register
 from .vae import VAEConfig
 
@@ -28,7 +29,7 @@ class AutoencoderConfig(VAEConfig):
 
 
 @register(summary="plain autoencoder, the chapter's baseline that cannot generate", tiny={"hidden_dims": (32,)})
-class Autoencoder(BaseVAE):
+class Autoencoder(FlatShape, BaseVAE):
     """Autoencoder(input_dim, latent_dim): the VAE's MLP with a deterministic code and no KL."""
 
     model_type = "ae"
@@ -43,13 +44,6 @@ class Autoencoder(BaseVAE):
         dec_dims = [config.latent_dim, *config.hidden_dims[::-1], self.lik.params_per_value * config.input_dim]
         self.decoder = mlp(dec_dims, final_activation=False)
 
-    @property
-    def data_shape(self):
-        return (self.config.input_dim,)
-
-    @property
-    def image_shape(self):
-        return self.config.image_shape
 
     def encode(self, x, y=None):
         """(z, None): the code of x, (B, latent_dim), and no variance (a point, not a distribution)."""

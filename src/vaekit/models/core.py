@@ -101,6 +101,19 @@ class Model(nn.Module):
         return dataclasses.asdict(self.config)
 
 
+class FlatShape:
+    """`data_shape` (input_dim,) and `image_shape` (the config's, None for table rows) of a model
+    whose examples are flat vectors."""
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        return (self.config.input_dim,)
+
+    @property
+    def image_shape(self):
+        return self.config.image_shape
+
+
 class ImageShape:
     """`data_shape` and `image_shape` of a model for images: (in_channels, *image_size) of its config."""
 

@@ -9,6 +9,7 @@ import torch.nn as nn
 from ..nets import mlp
 from ..capabilities import Capabilities
 from .base import BaseVAE
+from .core import FlatShape
 from .registry import register
 
 
@@ -27,7 +28,7 @@ class VAEConfig:
 
 
 @register(summary="the chapter's MLP", tiny={"hidden_dims": (32,)})
-class VAE(BaseVAE):
+class VAE(FlatShape, BaseVAE):
     """VAE(input_dim, latent_dim): the chapter's MLP VAE, with a choice of likelihood."""
 
     model_type = "vae"
@@ -49,11 +50,3 @@ class VAE(BaseVAE):
 
     def decoder_in_dim(self) -> int:
         return self.config.latent_dim
-
-    @property
-    def data_shape(self):
-        return (self.config.input_dim,)
-
-    @property
-    def image_shape(self):
-        return self.config.image_shape
