@@ -21,10 +21,10 @@ MAX_EXAMPLE_VALUES = 2**26  # values per example (input_dim, C * H * W): 64 M
 # fields that are sizes (1 to MAX_SIZE), whole numbers >= 1, or counts that may be 0
 SIZES = {"latent_dim", "fc_dim", "num_codes", "code_dim", "latent_channels", "hidden_channels", "prior_channels",
          "prior_layers", "prior_kernel", "num_classes", "in_channels", "image_size", "image_shape", "hidden_dims",
-         "channels", "groups_per_scale"}
+         "channels", "groups_per_scale", "components", "width", "timesteps", "sample_steps"}
 WHOLE = {"input_dim", "batch_size", "k", "dataset_size"}
 COUNTS = {"flow_length", "flow_hidden", "res_blocks", "cells_per_group", "epochs", "patience", "prior_epochs",
-          "limit", "seed"}
+          "limit", "seed", "blocks"}
 POSITIVE = {"sigma", "lr"}  # finite and > 0
 NON_NEGATIVE = {"beta", "alpha", "gamma", "commitment", "free_bits", "warmup_epochs", "grad_clip",
                 "dead_code_threshold"}  # finite and >= 0

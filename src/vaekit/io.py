@@ -21,20 +21,37 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 ALIASES_NAME = "aliases.json"
+PRIORS_DIR = "priors"  # fitted priors of a model, each a folder of this same format
+SAMPLING_PRIOR = "sampling_prior"  # config.json's key naming the prior samples come from
 
 
 def model_config(model) -> dict:
-    """What config.json holds: the model type, its constructor config and the library version."""
-    return {"model_type": model.model_type, "config": model.config_dict(), "vaekit_version": __version__}
+    """What config.json holds: the model type, its constructor config, the library version and
+    the fitted prior it samples from, if any."""
+    meta = {"model_type": model.model_type, "config": model.config_dict(), "vaekit_version": __version__}
+    prior = getattr(model, "fitted_prior", None)
+    if prior is not None:
+        meta[SAMPLING_PRIOR] = prior.model_type
+    return meta
 
 
 def save_pretrained(model, folder) -> Path:
-    """Write `model` to `folder` as config.json + model.safetensors (replacing it atomically)."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    """Write `model` to `folder` as config.json + model.safetensors, with its fitted prior in
+    priors/ (replacing the folder atomically)."""
     with atomic_dir(folder) as tmp:
-        (tmp / CONFIG_NAME).write_text(json.dumps(model_config(model), indent=2) + "\n")
-        save_tensors(state, tmp / WEIGHTS_NAME)
+        write_module(model, tmp)
     return Path(folder)
+
+
+def write_module(module, folder: Path) -> None:
+    """config.json + model.safetensors of `module` (and its fitted prior) into a new folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    (folder / CONFIG_NAME).write_text(json.dumps(model_config(module), indent=2) + "\n")
+    save_tensors(state, folder / WEIGHTS_NAME)
+    prior = getattr(module, "fitted_prior", None)
+    if prior is not None:
+        write_module(prior, folder / PRIORS_DIR / prior.model_type)
 
 
 def save_tensors(tensors: dict, path) -> None:

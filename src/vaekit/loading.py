@@ -22,23 +22,36 @@ from safetensors.torch import load as load_safetensors
 
 from .errors import InputError
 from .io import CONFIG_NAME, WEIGHTS_NAME, resolve_model_folder
-from .models.registry import FAMILIES, family
+from .models.registry import families
 
 READ_ATTEMPTS = 20  # reads of a folder that keeps being replaced while it is read
 MAX_CONFIG_BYTES = 1 << 20
 ELEMENT_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
-def load(path, map_location: str | torch.device = "cpu", expect: str | type | None = None):
+def load(path, map_location: str | torch.device = "cpu", expect: str | type | None = None, prior: str = "saved"):
     """Rebuild a saved model: from a model folder, a run folder, or a pretrained name.
 
     `expect` (a model type name or class) makes loading a different kind of model an error.
+    `prior`: which fitted prior (`vaekit.priors`) samples come from: "saved" (the one the folder
+    names, if any), "standard" (none: the model's own p(z)), or a prior's name ("gmm", "diffusion").
     """
+    from .priors.store import attach_saved_prior
+
     folder = resolve_model_folder(path)
+    classes = {name: f.cls for name, f in families().items()}
+    model = load_module(folder, classes, "model", map_location, expect)
+    return attach_saved_prior(model, folder, prior)
+
+
+def load_module(folder: Path, classes, what: str, map_location="cpu", expect=None):
+    """Rebuild the module saved in `folder` (config.json + model.safetensors) from `classes`, a
+    mapping of model_type to class; `what` names it in messages ("model", "prior", ...)."""
+    folder = Path(folder)
     for attempt in range(READ_ATTEMPTS):
         try:
             config_bytes, weights = _snapshot(folder)
-            return _build(folder, config_bytes, weights, map_location, expect)
+            return _build(folder, config_bytes, weights, map_location, expect, classes, what)
         except _Replaced:
             time.sleep(0.005 * (attempt + 1))
     raise InputError(f"{folder} kept being rewritten while it was read; try again when its writer has finished.")
@@ -81,8 +94,8 @@ def _snapshot(folder: Path) -> tuple[bytes, bytes]:
         os.close(dfd)
 
 
-def _build(folder: Path, config_bytes: bytes, weights: bytes, map_location, expect):
-    cls, config = _read_config(folder, config_bytes, expect)
+def _build(folder: Path, config_bytes: bytes, weights: bytes, map_location, expect, classes, what):
+    cls, config = _read_config(folder, config_bytes, expect, classes, what)
     header = _read_header(folder / WEIGHTS_NAME, weights)
     with torch.device("meta"):  # shapes only: nothing is allocated
         probe = cls(config=config)
@@ -104,7 +117,7 @@ def _build(folder: Path, config_bytes: bytes, weights: bytes, map_location, expe
     return model.to(map_location).eval()
 
 
-def _read_config(folder: Path, raw: bytes, expect):
+def _read_config(folder: Path, raw: bytes, expect, classes, what: str):
     """(model class, validated config) from config.json's bytes."""
     where = folder / CONFIG_NAME
     try:
@@ -114,13 +127,12 @@ def _read_config(folder: Path, raw: bytes, expect):
             raise TypeError("model_type must be a string and config an object")
     except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise InputError(f"{where} is corrupt ({e}); re-save the model.") from None
-    try:
-        cls = family(kind).cls
-    except InputError:
-        raise InputError(f"{folder} holds a model of unknown type {kind!r}; known: {', '.join(FAMILIES)}.") from None
+    cls = classes.get(kind)
+    if cls is None:
+        raise InputError(f"{folder} holds a {what} of unknown type {kind!r}; known: {', '.join(classes)}.")
     want = expect.model_type if isinstance(expect, type) else expect
     if want is not None and kind != want:
-        raise InputError(f"{folder} holds a {kind!r} model, not the {want!r} model asked for.")
+        raise InputError(f"{folder} holds a {kind!r} {what}, not the {want!r} {what} asked for.")
     names = [f.name for f in dataclasses.fields(cls.config_class)]
     missing = [n for n in names if n not in fields]
     if missing:

@@ -17,7 +17,6 @@ import math
 
 import numpy as np
 import torch
-from scipy import linalg
 
 from .errors import InputError
 
@@ -37,13 +36,19 @@ def _pair(real, fake) -> tuple[np.ndarray, np.ndarray]:
 
 
 def gaussian_frechet(mu1, cov1, mu2, cov2) -> float:
-    """The Fréchet (2-Wasserstein) distance squared between N(mu1, cov1) and N(mu2, cov2)."""
-    root = linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(root).all():  # a near-singular product: regularise, as the FID reference code does
-        eps = 1e-6 * np.eye(len(cov1))
-        root = linalg.sqrtm((cov1 + eps) @ (cov2 + eps))
-    root = root.real
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(root))
+    """The Fréchet (2-Wasserstein) distance squared between N(mu1, cov1) and N(mu2, cov2).
+
+    tr((S1 S2)^1/2) is computed as the sum of square roots of the eigenvalues of the symmetric
+    S1^1/2 S2 S1^1/2, which stays exact for singular covariances (e.g. features that never fire)."""
+    root1 = _psd_sqrt(cov1)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ cov2 @ root1), 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * cross)
+
+
+def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a positive semi-definite matrix."""
+    w, v = np.linalg.eigh((cov + cov.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
 def frechet_distance(real, fake) -> float:
@@ -54,9 +59,10 @@ def frechet_distance(real, fake) -> float:
 
 def kernel_distance(real, fake, subsets: int = 10, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Kernel Inception Distance's estimator on these features: the unbiased MMD^2 with the cubic
-    polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets; (mean, standard error)."""
+    polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged over random subsets of `subset_size`
+    (at most half of the smaller set, so that subsets differ); (mean, standard error)."""
     a, b = _pair(real, fake)
-    m = min(subset_size, len(a), len(b))
+    m = max(2, min(subset_size, len(a) // 2, len(b) // 2))
     rng = np.random.default_rng(seed)
     d = a.shape[1]
     values = []
@@ -77,13 +83,14 @@ def _radii(x: np.ndarray, k: int) -> np.ndarray:
     return NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)[0][:, -1]
 
 
-def _covered(points: np.ndarray, centers: np.ndarray, radii: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def _covered(points: np.ndarray, centers: np.ndarray, radii: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """For each point: whether it lies in some ball (center, radius)."""
     out = np.zeros(len(points), dtype=bool)
+    c2 = (centers ** 2).sum(1)  # (M,)
     for s in range(0, len(points), chunk):
         p = points[s:s + chunk]
-        dist = np.sqrt(np.maximum(((p[:, None, :] - centers[None]) ** 2).sum(-1), 0))  # (chunk, M)
-        out[s:s + chunk] = (dist <= radii[None]).any(1)
+        d2 = (p ** 2).sum(1)[:, None] + c2[None] - 2 * p @ centers.T  # (chunk, M) squared distances
+        out[s:s + chunk] = (d2 <= radii[None] ** 2 + 1e-9 * (1 + c2[None])).any(1)
     return out
 
 

@@ -29,6 +29,7 @@ from .atomic import LOCK_NAME, TMP_TAG, atomic_write_bytes, folder_lock, is_temp
 from .configs import validate
 from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
+from .run_generation import check_fit_prior, fit_run_prior, run_quality, takes_fitted_prior, write_quality
 from .threads import choose_threads
 
 RUN_FILE = "run.json"
@@ -53,6 +54,7 @@ class TrainSpec:
     sigma: float | None = None
     options: dict = field(default_factory=dict)  # family options by flag name: {"flow_length": 2, "tc_weight": 6}
     prior_epochs: int = 10  # epochs of a second stage (the VQ-VAE's PixelCNN prior)
+    fit_prior: str = "gmm"  # the prior fitted to the codes after training: 'gmm', 'diffusion' or 'none'
     objective: str = "elbo"
     k: int = 5
     epochs: int | None = None  # None: 100, or 10 for more than 20,000 examples
@@ -108,7 +110,7 @@ class Run:
 
 
 RESUME_MAY_CHANGE = ("epochs", "lr", "patience", "grad_clip", "device", "threads", "precision", "compile",
-                     "no_channels_last", "no_progress", "data_dir")
+                     "no_channels_last", "no_progress", "data_dir", "fit_prior")
 
 
 def train(spec: TrainSpec, say=print, given: set | None = None) -> Run:
@@ -121,6 +123,7 @@ def train(spec: TrainSpec, say=print, given: set | None = None) -> Run:
     One process at a time writes a run folder (a second is refused). A run that fails before its
     first epoch is saved removes the folder it created."""
     validate(spec, flags=True)
+    check_fit_prior(spec.fit_prior)
     rank, world = distributed.setup()
     if world > 1 and not spec.out:
         raise InputError("Under torchrun give --out RUN_FOLDER, so that every process writes to the same run.")
@@ -193,8 +196,16 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
         return Run(out, model, history, files)
     say(summary(history, spec))
     extra = second_stage(model, train_set, val, out, spec, say)  # before the pictures: samples need the prior
+    if spec.fit_prior != "none" and takes_fitted_prior(model):
+        fit_run_prior(model, train_set, out, spec.fit_prior, spec.seed, say, progress=not spec.no_progress)
     files.update(write_pictures(model, val or train_set, out, stats))
     files.update(extra)
+    rows = run_quality(model, data.name, spec.data_dir, seed=spec.seed)
+    if rows is not None:
+        from .quality import format_quality
+
+        say(format_quality(rows))
+        files["sample quality"] = write_quality(rows, out)
     from .report import write_report
 
     files["report"] = write_report([out], out / "report.html")
@@ -419,12 +430,24 @@ def write_pictures(model, data, out: Path, stats: "Standardization | None" = Non
                 "reconstructions": save_table_reconstructions(unscale(data.x[:n]), unscale(recon),
                                                               out / "reconstructions.png")}
     rows = torch.stack([data.x[:n].reshape(recon.shape), recon])  # (2, n, ...)
+    per_row = ", one class per row" if model.conditional else ""
+    fitted = getattr(model, "fitted_prior", None)
     files = {
         "samples": save_image_grid(samples, out / "samples.png", image_shape=shape,
-                                   title="samples from the prior" + (", one class per row" if model.conditional else "")),
+                                   title=(f"samples through the fitted {fitted.model_type} prior" if fitted is not None
+                                          else "samples from the prior") + per_row),
         "reconstructions": save_image_grid(rows, out / "reconstructions.png", image_shape=shape,
                                            title="top: data, bottom: reconstruction"),
     }
+    if fitted is not None:
+        model.use_prior(None)
+        try:
+            with torch.no_grad():
+                standard = model.sample(64, demo_labels(model, 64))
+        finally:
+            model.use_prior(fitted)
+        files["samples N(0, I)"] = save_image_grid(standard, out / "samples_standard.png", image_shape=shape,
+                                                   title="samples from N(0, I), the prior it was trained with" + per_row)
     if model.capabilities.latent == "vector" and len(data) >= 2:
         strips = torch.stack([
             interpolate(model, data.x[2 * i], data.x[2 * i + 1], steps=10, y=(y[2 * i] if y is not None else None))

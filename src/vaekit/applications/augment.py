@@ -186,7 +186,7 @@ def _per_class(model, n, temperature, decoded, seed, batch_size):
     with _inference(model, seed) as device:
         for start in range(0, len(labels), batch_size):
             yc = labels[start:start + batch_size].to(device)
-            z = model.sample_prior(len(yc), temperature)  # prior draws, the noise scaled by T
+            z = model.sample_prior(len(yc), temperature, yc)  # prior draws, the noise scaled by T
             parts.append(_decode(model, z, yc, decoded).cpu())
     shape = getattr(model, "image_shape", None) or model.data_shape
     return torch.cat(parts).reshape(len(labels), *shape), labels

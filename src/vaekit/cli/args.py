@@ -78,3 +78,9 @@ def label(p, help: str) -> None:
 
 def threads(p) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: $VAEKIT_THREADS, else the cores that are idle)")
+
+
+def prior(p) -> None:
+    p.add_argument("--prior", default="saved", metavar="NAME",
+                   help="which prior samples come from: saved (default: the fitted prior the model folder names, "
+                        "if any), standard (the model's own, N(0, I)), gmm or diffusion (a fitted one)")

@@ -24,7 +24,7 @@ def cmd_evaluate(args) -> None:
     from ..threads import choose_threads
 
     choose_threads(args.threads)
-    model = load(args.run)
+    model = load(args.run, prior=args.prior)
     data = run_data(args, args.split, args.limit)
     source = args.data or run_info(args.run).get("data")
     if source is not None and Path(str(source)).suffix.lower() in (".npy", ".npz", ".csv") or \
@@ -36,6 +36,8 @@ def cmd_evaluate(args) -> None:
         progress=not args.no_progress, seed=args.seed, precision=args.precision,
     )
     report.update({"source": str(args.run), "split": args.split})
+    if args.samples:
+        report["sample_quality"] = _sample_quality(model, data, args)
     path = _write(report, args)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -43,11 +45,27 @@ def cmd_evaluate(args) -> None:
             print(f"Wrote {path}", file=sys.stderr)
         return
     print(format_report(report))
+    if args.samples:
+        from ..quality import format_quality
+
+        print(format_quality(report["sample_quality"]))
     if path is not None:
         print(f"Wrote:\n  {'evaluation':<16} {path}")
     else:
         print(f"(No {EVALUATION_FILE} written: {args.run} is not a run folder you can write to; give --out FOLDER "
               "to keep the report.)")
+
+
+def _sample_quality(model, test, args) -> dict:
+    """Sample-quality rows against the evaluated data, with the real-data floor from the training split."""
+    from ..errors import InputError
+    from ..quality import quality_rows
+    from .common import run_data
+
+    if args.samples < 2:
+        raise InputError(f"--samples must be 2 or more, got {args.samples}.")
+    train = run_data(args, "train") if args.split == "test" else None
+    return quality_rows(model, test, train=train, n=args.samples, features=args.features, seed=args.seed)
 
 
 def _write(report: dict, args) -> Path | None:
@@ -92,6 +110,14 @@ def add_evaluate_parser(sub) -> None:
     p.add_argument("--no-binarize", action="store_true",
                    help="score the data as it is (default: binarize once with a fixed seed for Bernoulli models)")
     flags.seed(p, "seed of the importance samples (default 0)")
+    p.add_argument("--samples", type=int, default=0, metavar="N",
+                   help="also measure sample quality: N samples against the data on a feature network (classifier "
+                        "FID, KID, precision/recall, class coverage), with the reconstructions and real data beside "
+                        "(default 0: skip)")
+    p.add_argument("--features", metavar="NAME",
+                   help="feature network for --samples: digits, mnist, or a folder from `vaekit features train` "
+                        "(default: the one of the data)")
+    flags.prior(p)
     p.add_argument("--json", action="store_true", help="print the JSON object instead of the table")
     flags.out(p, "folder for evaluation.json (default: the run or model folder)")
     flags.no_progress(p)

@@ -37,7 +37,7 @@ def save_arrays(path, x, y=None) -> Path:
 def _model(args):
     from ..loading import load
 
-    return load(args.run)
+    return load(args.run, prior=getattr(args, "prior", "saved"))
 
 
 def _examples(args, n):
@@ -69,8 +69,11 @@ def cmd_sample(args):
     x = from_model_space(x, args.run)
     if args.save:
         say(save_arrays(args.save, x, y), "arrays")
-    name = f"sample_seed{args.seed}" + (f"_t{args.temperature:g}" if args.temperature != 1 else "")
-    say(save_examples(model, x, out_dir(args) / f"{name}.png", title=f"{args.n} samples from the prior"), "samples")
+    fitted = getattr(model, "fitted_prior", None)
+    source = f"the fitted {fitted.model_type} prior" if fitted is not None else "the prior"
+    name = f"sample_seed{args.seed}" + (f"_t{args.temperature:g}" if args.temperature != 1 else "") + \
+        (f"_{fitted.model_type}" if fitted is not None else "")
+    say(save_examples(model, x, out_dir(args) / f"{name}.png", title=f"{args.n} samples from {source}"), "samples")
 
 
 def cmd_reconstruct(args):
@@ -150,6 +153,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--n", type=int, default=64, help="how many (default 64)")
     flags.label(p, "class to generate (conditional models)")
     p.add_argument("--temperature", type=float, default=1.0, help="scale of the prior noise (default 1)")
+    flags.prior(p)
     p.add_argument("--save", metavar="FILE", help="also write the samples as arrays: FILE.npy, or FILE.npz (x, and y "
                                                   "for a conditional model)")
     p.set_defaults(func=cmd_sample)

@@ -47,6 +47,7 @@ class BaseVAE(Model):
     """A VAE with a diagonal Gaussian posterior, a N(0, I) prior and a chosen likelihood."""
 
     capabilities = Capabilities()
+    fitted_prior = None  # a prior fitted to the codes (vaekit.priors) that samples come from; see use_prior
 
     def __init__(self, config):
         super().__init__(config)
@@ -117,6 +118,15 @@ class BaseVAE(Model):
         (latent_dim,) (e.g. a prior fitted to the aggregate posterior); None restores N(0, I).
         The KL then becomes a Monte Carlo estimate, log q(z|x) - log p(z)."""
         self.latent_prior = prior
+
+    def use_prior(self, prior) -> None:
+        """Draw samples from `prior`, a prior fitted to this model's codes (`vaekit.priors`), instead
+        of p(z); None: from p(z) again. Bounds and likelihoods keep p(z): a fitted prior changes
+        what is generated, not the trained model. Saved with the model (priors/ in its folder)."""
+        if prior is not None and prior.latent_dim != self.latent_dim:
+            raise InputError(f"This prior is over codes of {prior.latent_dim} values, but the model's codes have "
+                             f"{self.latent_dim}; fit the prior to this model.")
+        object.__setattr__(self, "fitted_prior", prior)  # a plain attribute: not in state_dict or optimizers
 
     def posterior(self, x, y=None) -> Distribution:
         """q(z|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,)."""
@@ -222,17 +232,24 @@ class BaseVAE(Model):
         """decode(posterior mean): the model's deterministic reconstruction of x."""
         return self.decode(self.encode(x, y)[0], y)
 
-    def sample_prior(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        """n codes z = m + temperature * (z_p - m), z_p ~ p(z), m the prior mean: (n, latent_dim)."""
+    def sample_prior(self, n: int, temperature: float = 1.0, y=None) -> torch.Tensor:
+        """n codes (n, latent_dim) from the fitted prior if there is one (labels y for a conditional
+        one), else z = m + temperature * (z_p - m), z_p ~ p(z), m the prior mean."""
+        if self.fitted_prior is not None:
+            anchor = self._anchor()
+            prior = self.fitted_prior.to(anchor.device)
+            y = torch.as_tensor(y, device=anchor.device) if y is not None and prior.conditional else None
+            return prior.sample(n, y=y, temperature=temperature).to(anchor.dtype)
         prior = self.prior()
         z = prior.sample((n,))
         return z if temperature == 1.0 else prior.mean + temperature * (z - prior.mean)
 
     @torch.no_grad()
     def sample(self, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
-        """n new examples: decode z ~ p(z), its noise scaled by `temperature` (below 1: more typical,
-        less varied samples; see `sample_prior`). No gradient; `decode` is the differentiable path."""
-        return self.decode(self.sample_prior(n, temperature), y)
+        """n new examples: decode codes from the fitted prior or p(z), their noise scaled by
+        `temperature` (below 1: more typical, less varied samples; see `sample_prior`). No
+        gradient; `decode` is the differentiable path."""
+        return self.decode(self.sample_prior(n, temperature, y), y)
 
     def _labels(self, y, like, lead=None):
         return y

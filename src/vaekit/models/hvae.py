@@ -295,9 +295,11 @@ class HierarchicalVAE(ImageShape, BaseVAE):
     def sample(self, n: int, y=None, temperature: float = 1.0) -> torch.Tensor:
         """n new images by ancestral sampling from the top (likelihood mean, like decode).
 
-        `temperature` < 1 scales every group's prior standard deviation for cleaner samples.
+        `temperature` < 1 scales every group's prior standard deviation for cleaner samples. With a
+        fitted prior (`use_prior`) the top group comes from it, the lower groups from their priors.
         """
-        params, _ = self.top_down(batch=n, mode="sample", temperature=temperature)
+        given = self.split_code(self.sample_prior(n, temperature)) if self.fitted_prior is not None else None
+        params, _ = self.top_down(given=given, batch=n, mode="sample", temperature=temperature)
         return self.lik.mean(params, len(self.data_shape))
 
     def set_prior(self, prior) -> None:

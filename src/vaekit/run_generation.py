@@ -1,0 +1,57 @@
+"""What a training run does for generation once the model is trained: fit a prior to its codes
+(so that samples come from where the decoder was trained), save it with the model, and measure
+sample quality against the test images, with N(0, I) samples and the reference rows beside."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .atomic import atomic_write_bytes
+from .errors import InputError
+from .features import FEATURE_SETS
+
+QUALITY_FILE = "sample_quality.json"
+FIT_PRIOR_CHOICES = ("gmm", "diffusion", "none")
+
+
+def takes_fitted_prior(model) -> bool:
+    """Models whose samples can come from a fitted prior: continuous codes of a fixed size."""
+    return hasattr(model, "use_prior") and model.capabilities.latent == "vector"
+
+
+def fit_run_prior(model, train_set, out: Path, kind: str, seed: int = 0, say=print, progress: bool = False) -> None:
+    """Fit a `kind` prior to the training codes, attach it and re-save the model with it."""
+    from .priors import fit_prior
+
+    start = time.perf_counter()
+    prior = fit_prior(model, train_set, kind, seed=seed, say=say if progress else None, progress=progress)
+    what = f"{prior.config.components} components" if kind == "gmm" else f"{prior.config.sample_steps} DDIM steps"
+    say(f"Fitted a {kind} prior ({what}) to the codes of {len(train_set)} training examples in "
+        f"{time.perf_counter() - start:.1f} s; samples come from it (vaekit sample RUN --prior standard: from N(0, I))")
+    model.save_pretrained(out / "model")
+
+
+def run_quality(model, data_name: str, data_dir, seed: int = 0) -> dict[str, dict] | None:
+    """Sample-quality rows (`vaekit.quality`) of a run's model against its data's test split, or
+    None where vaekit ships no feature network for the data."""
+    from .data import load_dataset
+    from .quality import quality_rows
+
+    if data_name not in FEATURE_SETS or getattr(model, "image_shape", None) is None:
+        return None
+    test = load_dataset(data_name, "test", data_dir=data_dir)
+    return quality_rows(model, test, train=load_dataset(data_name, "train", data_dir=data_dir), seed=seed)
+
+
+def write_quality(rows: dict[str, dict], out: Path) -> Path:
+    path = Path(out) / QUALITY_FILE
+    atomic_write_bytes(path, (json.dumps(rows, indent=2) + "\n").encode())
+    return path
+
+
+def check_fit_prior(kind: str) -> str:
+    if kind not in FIT_PRIOR_CHOICES:
+        raise InputError(f"--fit-prior {kind!r}: choose one of {', '.join(FIT_PRIOR_CHOICES)}.")
+    return kind
