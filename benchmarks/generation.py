@@ -43,12 +43,13 @@ PRETRAINED = {"mnist": {"vae": "mnist-mlp", "hvae": "mnist-hvae"}}  # shipped mo
 def trained(name: str, args, **spec) -> Path:
     """The run folder of model `name`, trained with the data's recipe unless it is there."""
     out = Path(args.runs) / name
-    if not (out / "model" / "config.json").exists():
-        common, mlp_epochs, conv_epochs = RECIPES[args.data]
-        epochs = conv_epochs if spec.get("model") in ("conv", "vqvae", "hvae") else mlp_epochs
+    common, mlp_epochs, conv_epochs = RECIPES[args.data]
+    epochs = conv_epochs if spec.get("model") in ("conv", "vqvae", "hvae") else mlp_epochs
+    done = len((out / "metrics.jsonl").read_text().splitlines()) if (out / "metrics.jsonl").exists() else 0
+    if done < epochs or not (out / "model" / "config.json").exists():  # not trained, or interrupted: go on
         print(f"training {name} ({epochs} epochs)", flush=True)
         train(TrainSpec(data=args.data, data_dir=args.data_dir, epochs=epochs, out=str(out), no_progress=True,
-                        fit_prior="none", **common, **spec), say=lambda m: None)
+                        fit_prior="none", resume=(out / "checkpoint").exists(), **common, **spec), say=lambda m: None)
     return out
 
 

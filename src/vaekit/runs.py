@@ -530,10 +530,11 @@ def from_model_space(x: torch.Tensor, run) -> torch.Tensor:
 RUN_ENTRIES = {"model", "checkpoint", RUN_FILE, "metrics.jsonl", "train_config.json", "evaluation.json",
                "standardization.json", "reconstruct.png", "report.html",
                "loss_curve.png", "samples.png", "reconstructions.png", "interpolation.png", "codebook_usage.png",
-               "traversal.png", "interpolation_linear.png", "interpolation_slerp.png", LOCK_NAME}
+               "traversal.png", "interpolation_linear.png", "interpolation_slerp.png", "sample_quality.json",
+               "samples_standard.png", LOCK_NAME}
 
 
-RUN_PATTERNS = ("sample_seed*.png", "interpolation_*.png", "denoised.npy", "noisy.npy", "denoising.png",
+RUN_PATTERNS = ("sample_seed*.png", "samples_*.png", "interpolation_*.png", "denoised.npy", "noisy.npy", "denoising.png",
                 "onnx")  # later commands
 
 

@@ -72,7 +72,7 @@ def cmd_sample(args):
     fitted = getattr(model, "fitted_prior", None)
     source = f"the fitted {fitted.model_type} prior" if fitted is not None else "the prior"
     name = f"sample_seed{args.seed}" + (f"_t{args.temperature:g}" if args.temperature != 1 else "") + \
-        (f"_{fitted.model_type}" if fitted is not None else "")
+        (f"_{args.prior}" if args.prior != "saved" else "")
     say(save_examples(model, x, out_dir(args) / f"{name}.png", title=f"{args.n} samples from {source}"), "samples")
 
 
