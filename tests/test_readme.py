@@ -40,14 +40,17 @@ def _quick(line: str, mnist_dir) -> list[str]:
 
     words = shlex.split(line.split("#")[0].replace("../shared/data/mnist", str(mnist_dir))
                         .replace("path/to/mnist", str(mnist_dir)))[1:]
-    for flag in ("--epochs", "--k", "--limit"):
+    samples = "--samples" in words
+    for flag in ("--epochs", "--k", "--limit", "--steps", "--samples"):
         while flag in words:
             i = words.index(flag)
             del words[i:i + 2]
     if words[0] == "train":
         words += ["--epochs", "2" if "--resume" in words else "1", "--limit", "300", "--no-progress"]
     if words[0] == "evaluate":
-        words += ["--k", "5", "--limit", "20", "--no-progress"]
+        words += ["--k", "5", "--limit", "20", "--no-progress"] + (["--samples", "20"] if samples else [])
+    if words[0] == "prior":
+        words += ["--steps", "20", "--limit", "300", "--no-progress"]
     return words
 
 

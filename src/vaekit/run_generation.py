@@ -13,6 +13,7 @@ from .errors import InputError
 from .features import FEATURE_SETS
 
 QUALITY_FILE = "sample_quality.json"
+RUN_QUALITY_IMAGES = 2000  # a run measures this many samples against the first this many test images
 FIT_PRIOR_CHOICES = ("gmm", "diffusion", "none")
 
 
@@ -28,20 +29,28 @@ def fit_run_prior(model, train_set, out: Path, kind: str, seed: int = 0, say=pri
     start = time.perf_counter()
     prior = fit_prior(model, train_set, kind, seed=seed, say=say if progress else None, progress=progress)
     what = f"{prior.config.components} components" if kind == "gmm" else f"{prior.config.sample_steps} DDIM steps"
-    say(f"Fitted a {kind} prior ({what}) to the codes of {len(train_set)} training examples in "
+    say(f"Fitted a {kind} prior ({what}) to the codes of {codes_used(kind, len(train_set))} training examples in "
         f"{time.perf_counter() - start:.1f} s; samples come from it (vaekit sample RUN --prior standard: from N(0, I))")
     model.save_pretrained(out / "model")
 
 
+def codes_used(kind: str, n: int) -> str:
+    """How many of n training codes a prior of `kind` is fitted to, in words."""
+    from .priors.gmm import MAX_CODES
+
+    return f"a random {MAX_CODES} of the {n}" if kind == "gmm" and n > MAX_CODES else str(n)
+
+
 def run_quality(model, data_name: str, data_dir, seed: int = 0) -> dict[str, dict] | None:
-    """Sample-quality rows (`vaekit.quality`) of a run's model against its data's test split, or
-    None where vaekit ships no feature network for the data."""
+    """Sample-quality rows (`vaekit.quality`) of a run's model against the first RUN_QUALITY_IMAGES
+    images of its data's test split, or None where vaekit ships no feature network for the data.
+    (`vaekit evaluate RUN --samples 10000` measures on the whole test set.)"""
     from .data import load_dataset
     from .quality import quality_rows
 
     if data_name not in FEATURE_SETS or getattr(model, "image_shape", None) is None:
         return None
-    test = load_dataset(data_name, "test", data_dir=data_dir)
+    test = load_dataset(data_name, "test", data_dir=data_dir, limit=RUN_QUALITY_IMAGES)
     return quality_rows(model, test, train=load_dataset(data_name, "train", data_dir=data_dir), seed=seed)
 
 

@@ -18,6 +18,7 @@ def cmd_prior_fit(args) -> None:
     from ..io import resolve_model_folder
     from ..loading import load
     from ..priors import fit_prior, save_prior
+    from ..run_generation import codes_used
     from ..runs import Standardization, save_examples, from_model_space, demo_labels
     from ..threads import choose_threads
 
@@ -38,7 +39,7 @@ def cmd_prior_fit(args) -> None:
     prior = fit_prior(model, data, args.kind, components=args.components, steps=args.steps, seed=args.seed,
                       say=print if not args.no_progress else None, progress=not args.no_progress)
     where = save_prior(prior, folder)
-    print(f"Fitted a {args.kind} prior to the codes of {len(data)} training examples in "
+    print(f"Fitted a {args.kind} prior to the codes of {codes_used(args.kind, len(data))} training examples in "
           f"{time.perf_counter() - start:.1f} s; samples of {args.run} now come from it "
           "(--prior standard: from N(0, I)).")
     print("Wrote:")

@@ -15,6 +15,7 @@ from ..io import save_pretrained
 
 COMPONENT_CHOICES = (1, 2, 5, 10, 20, 50)  # numbers of components the BIC chooses among
 MIN_CODES_PER_COMPONENT = 20  # no more components than codes / this
+MAX_CODES = 10000  # codes the mixture is fitted to at most (a random subset of more): seconds, not minutes
 
 
 @dataclass
@@ -60,10 +61,13 @@ class GaussianMixturePrior(nn.Module):
 
     @classmethod
     def fit(cls, codes: torch.Tensor, components: int | None = None, seed: int = 0) -> "GaussianMixturePrior":
-        """Fit to codes (N, L); `components` None chooses among COMPONENT_CHOICES by the BIC."""
+        """Fit to codes (N, L), at most MAX_CODES of them (a random subset); `components` None
+        chooses among COMPONENT_CHOICES by the BIC."""
         from sklearn.mixture import GaussianMixture
 
         z = codes.detach().cpu().double().numpy()
+        if len(z) > MAX_CODES:
+            z = z[np.random.default_rng(seed).choice(len(z), MAX_CODES, replace=False)]
         choices = [components] if components else \
             [k for k in COMPONENT_CHOICES if k == 1 or k * MIN_CODES_PER_COMPONENT <= len(z)]
         fits = [GaussianMixture(k, covariance_type="full", reg_covar=1e-5, random_state=seed).fit(z) for k in choices]
