@@ -27,7 +27,6 @@ import torch
 from vaekit import load
 from vaekit.data import load_dataset
 from vaekit.io import resolve_model_folder
-from vaekit.plots import save_image_grid
 from vaekit.priors import fit_prior, load_prior, save_prior, saved_priors
 from vaekit.quality import compare, feature_net_for, generate, real_floor, reconstructions
 from vaekit.runs import TrainSpec, train
@@ -56,10 +55,12 @@ def trained(name: str, args, **spec) -> Path:
 def model_for(key: str, args):
     """(model, its folder, test NLL or None) for one of the models of the table."""
     shipped = PRETRAINED.get(args.data, {}).get(key)
-    if shipped:
-        model = load(shipped, prior="standard")
+    if shipped:  # a copy in --runs, where its fitted priors are kept
+        folder = Path(args.runs) / f"{key}-shipped" / "model"
+        if not (folder / "config.json").exists():
+            load(shipped, prior="standard").save_pretrained(folder)
         results = json.loads((resolve_model_folder(shipped) / "results.json").read_text())
-        return model, None, results.get("nll")
+        return load(folder, prior="standard"), folder, results.get("nll")
     specs = {"ae": dict(model="ae"), "vae": dict(model="vae"), "beta0.5": dict(model="vae", beta=0.5), "beta1": dict(model="vae"),
              "beta4": dict(model="vae", beta=4.0), "conv": dict(model="conv"), "vqvae": dict(model="vqvae"),
              "hvae": dict(model="hvae")}
@@ -141,10 +142,27 @@ def main() -> None:
                   flush=True)
         pictures[name] = generate(model, 16, temperature=temperature, seed=1)
     print_table(rows)
-    grid = torch.stack([pictures[k].reshape(16, *test.x.shape[1:]) for k in pictures])  # (rows, 16, C, H, W)
-    path = save_image_grid(grid, Path(args.runs) / "generation.png", image_shape=tuple(test.x.shape[1:]),
-                           title="rows, top to bottom: " + "; ".join(pictures))
+    path = save_rows(pictures, tuple(test.x.shape[1:]), Path(args.runs) / "generation.png")
     print(f"wrote {path}")
+
+
+def save_rows(pictures: dict, shape: tuple, path: Path) -> Path:
+    """One labelled strip of images per row of the table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(pictures), 1, figsize=(10, 0.75 * len(pictures)))
+    for ax, (name, x) in zip(axes, pictures.items()):
+        x = x.reshape(-1, *shape)[:16, 0]  # (16, H, W), first channel
+        ax.imshow(torch.cat(list(x), dim=1).numpy(), cmap="gray", vmin=0, vmax=1)  # (H, 16 W)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def print_table(rows: dict) -> None:
