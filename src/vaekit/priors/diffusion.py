@@ -21,6 +21,7 @@ import torch.nn as nn
 from ..capabilities import Capabilities
 from ..distributions import make_likelihood
 from ..objectives import StepOutput
+from ..precision import autocast, resolve_precision
 from ..models.core import Model
 
 
@@ -128,20 +129,24 @@ class LatentDiffusion(Model):
 
     @torch.no_grad()
     def sample(self, n: int, y=None, temperature: float = 1.0, generator: torch.Generator | None = None,
-               steps: int | None = None) -> torch.Tensor:
-        """n codes (n, L) by DDIM (eta = 0) from z_T ~ N(0, temperature^2 I) in `steps` steps.
+               steps: int | None = None, precision: str = "auto") -> torch.Tensor:
+        """n codes (n, L) by DDIM (eta = 0) from z_T ~ N(0, temperature^2 I) in `steps` steps, the
+        denoiser's products in `precision` ('auto': bf16 where the hardware has it; the updates
+        stay float32).
 
         Each step's estimate of z_0 is clipped to the range of the training codes (`bound`): near
         t = T, where abar_t is about 0, it divides the noise estimate's error by sqrt(abar_t)."""
         steps = steps or self.config.sample_steps
         device = self.shift.device
+        precision = resolve_precision(precision, device)
         times = torch.linspace(self.config.timesteps, 0, steps + 1, device=device).round().long()  # T, ..., 0
         z = temperature * torch.randn(n, self.latent_dim, generator=generator, device=device)
         if y is not None:
             y = torch.as_tensor(y, device=device).long().expand(n)
         for t, s in zip(times[:-1], times[1:]):
             a_t, a_s = self.alpha_bar[t], self.alpha_bar[s]
-            eps = self.denoiser(z, t.expand(n), y)
+            with autocast(device, precision):
+                eps = self.denoiser(z, t.expand(n), y)  # float32 out
             z0 = torch.maximum(torch.minimum((z - (1 - a_t).sqrt() * eps) / a_t.sqrt(), self.bound), -self.bound)
             eps = (z - a_t.sqrt() * z0) / (1 - a_t).sqrt()  # the noise that goes with the clipped z_0
             z = a_s.sqrt() * z0 + (1 - a_s).sqrt() * eps
