@@ -189,6 +189,7 @@ def test_evaluate_samples_prints_the_reference_rows(run, capsys):
     (["prior", "fit", "mnist-mlp"], "not a folder"),
     (["prior", "fit", "{run}", "--data", "{missing}"], "missing.npz"),
     (["sample", "{run}", "--prior", "flow"], "Unknown prior"),
+    (["prior", "fit", "{run}", "--components", "0"], "components must be"),
     (["evaluate", "{run}", "--k", "0", "--samples", "10", "--features", "mnist"], "takes images of shape (1, 28, 28)"),
 ])
 def test_bad_prior_input_exits_2(run, tmp_path, capsys, argv, message):
@@ -204,3 +205,10 @@ def test_math_of_the_time_embedding():
     e = time_embedding(torch.tensor([0.0, 0.5]), 8)
     assert e.shape == (2, 8) and torch.allclose(e[0], torch.tensor([0, 0, 0, 0, 1, 1, 1, 1.0]))
     assert math.isclose(float(e[1, 0]), math.sin(500.0), abs_tol=1e-4)
+
+
+def test_a_conditional_prior_on_an_unconditional_model_is_refused(model):
+    from vaekit.priors import LatentDiffusion
+
+    with pytest.raises(InputError, match="takes class labels"):
+        model.use_prior(LatentDiffusion(latent_dim=4, num_classes=10))

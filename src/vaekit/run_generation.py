@@ -41,17 +41,17 @@ def codes_used(kind: str, n: int) -> str:
     return f"a random {MAX_CODES} of the {n}" if kind == "gmm" and n > MAX_CODES else str(n)
 
 
-def run_quality(model, data_name: str, data_dir, seed: int = 0) -> dict[str, dict] | None:
+def run_quality(model, train, data_dir, seed: int = 0) -> dict[str, dict] | None:
     """Sample-quality rows (`vaekit.quality`) of a run's model against the first RUN_QUALITY_IMAGES
-    images of its data's test split, or None where vaekit ships no feature network for the data.
-    (`vaekit evaluate RUN --samples 10000` measures on the whole test set.)"""
+    images of the test split of its training data `train`, or None where vaekit ships no feature
+    network for the data. (`vaekit evaluate RUN --samples 10000` measures on the whole test set.)"""
     from .data import load_dataset
     from .quality import quality_rows
 
-    if data_name not in FEATURE_SETS or getattr(model, "image_shape", None) is None:
+    if train.name not in FEATURE_SETS or getattr(model, "image_shape", None) is None:
         return None
-    test = load_dataset(data_name, "test", data_dir=data_dir, limit=RUN_QUALITY_IMAGES)
-    return quality_rows(model, test, train=load_dataset(data_name, "train", data_dir=data_dir), seed=seed)
+    test = load_dataset(train.name, "test", data_dir=data_dir, limit=RUN_QUALITY_IMAGES)
+    return quality_rows(model, test, train=train, seed=seed)
 
 
 def write_quality(rows: dict[str, dict], out: Path) -> Path:

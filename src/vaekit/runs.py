@@ -200,7 +200,7 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
         fit_run_prior(model, train_set, out, spec.fit_prior, spec.seed, say, progress=not spec.no_progress)
     files.update(write_pictures(model, val or train_set, out, stats))
     files.update(extra)
-    rows = run_quality(model, data.name, spec.data_dir, seed=spec.seed)
+    rows = run_quality(model, data, spec.data_dir, seed=spec.seed)
     if rows is not None:
         from .quality import format_quality
 

@@ -28,9 +28,6 @@ def cmd_prior_fit(args) -> None:
     choose_threads(args.threads)
     folder = resolve_model_folder(args.run)
     model = load(folder, prior="standard")
-    if not hasattr(model, "use_prior") or model.capabilities.latent != "vector":
-        raise InputError(f"A {model.model_type} model has discrete codes and samples through its own prior "
-                         "(the VQ-VAE's PixelCNN); fitted priors are for continuous latents.")
     data = run_data(args, "train", args.limit)
     stats = Standardization.read(args.run)
     if stats is not None:

@@ -126,6 +126,8 @@ class BaseVAE(Model):
         if prior is not None and prior.latent_dim != self.latent_dim:
             raise InputError(f"This prior is over codes of {prior.latent_dim} values, but the model's codes have "
                              f"{self.latent_dim}; fit the prior to this model.")
+        if prior is not None and prior.conditional and not self.conditional:
+            raise InputError("This prior takes class labels, but the model does not; fit the prior to this model.")
         object.__setattr__(self, "fitted_prior", prior)  # a plain attribute: not in state_dict or optimizers
 
     def posterior(self, x, y=None) -> Distribution:

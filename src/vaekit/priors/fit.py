@@ -44,6 +44,10 @@ def fit_prior(model, data, kind: str = "gmm", components: int | None = None, ste
     diffusion: a LatentDiffusion trained by the Trainer for about `steps` optimizer steps
     (conditional on the class for a conditional model)."""
     check_kind(kind)
+    if components is not None and (not isinstance(components, int) or components < 1):
+        raise InputError(f"components must be a whole number of 1 or more (or None: chosen by BIC), not {components!r}.")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"steps must be a whole number of 1 or more, not {steps!r}.")
     codes, y = model_codes(model, data)
     torch.manual_seed(seed)
     if kind == "gmm":
