@@ -18,6 +18,7 @@ from .errors import InputError
 from .features import FEATURE_SETS, FeatureNet, load_feature_net
 from .metrics import class_coverage, frechet_distance, kernel_distance, precision_recall
 from .models.core import inference
+from .priors import without_fitted_prior
 
 METRICS = ("fid", "kid", "precision", "recall", "coverage")
 
@@ -91,11 +92,8 @@ def quality_rows(model, test, train=None, n: int | None = None, features=None, t
         rows = {"samples": compare(net, real, samples(), seed)}
     else:
         rows = {f"samples, {fitted.model_type} prior": compare(net, real, samples(), seed)}
-        model.use_prior(None)
-        try:
+        with without_fitted_prior(model):
             rows["samples, N(0, I)"] = compare(net, real, samples(), seed)
-        finally:
-            model.use_prior(fitted)
     rows["reconstructions"] = compare(net, real, reconstructions(model, test).reshape(len(test), -1), seed)
     if train is not None:
         rows["real data"] = real_floor(net, train, test, seed)

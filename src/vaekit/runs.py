@@ -440,12 +440,10 @@ def write_pictures(model, data, out: Path, stats: "Standardization | None" = Non
                                            title="top: data, bottom: reconstruction"),
     }
     if fitted is not None:
-        model.use_prior(None)
-        try:
-            with torch.no_grad():
-                standard = model.sample(64, demo_labels(model, 64))
-        finally:
-            model.use_prior(fitted)
+        from .priors import without_fitted_prior
+
+        with without_fitted_prior(model), torch.no_grad():
+            standard = model.sample(64, demo_labels(model, 64))
         files["samples N(0, I)"] = save_image_grid(standard, out / "samples_standard.png", image_shape=shape,
                                                    title="samples from N(0, I), the prior it was trained with" + per_row)
     if model.capabilities.latent == "vector" and len(data) >= 2:

@@ -10,12 +10,13 @@ from .common import load_data, say
 
 
 def cmd_features_train(args) -> None:
+    from ..data import DATASETS
     from ..features import train_feature_net
     from ..threads import choose_threads
 
     choose_threads(args.threads)
     train = load_data(args.data, "train", args.data_dir)
-    test = load_data(args.data, "test", args.data_dir) if args.data.lower() in ("digits", "mnist", "fashion-mnist") else None
+    test = load_data(args.data, "test", args.data_dir) if args.data.lower() in DATASETS else None  # files have no test split
     net, acc = train_feature_net(train, test, epochs=args.epochs, seed=args.seed, say=print)
     net.save_pretrained(args.out)
     if acc is not None:

@@ -14,10 +14,10 @@ model's own p(z).
 """
 
 from .diffusion import LatentDiffusion, LatentDiffusionConfig
-from .fit import fit_prior, model_codes
+from .fit import fit_prior, model_codes, without_fitted_prior
 from .gmm import GaussianMixtureConfig, GaussianMixturePrior
 from .store import PRIOR_KINDS, STANDARD, attach_saved_prior, load_prior, save_prior, saved_priors
 
-__all__ = ["fit_prior", "model_codes", "GaussianMixturePrior", "GaussianMixtureConfig", "LatentDiffusion",
+__all__ = ["fit_prior", "model_codes", "without_fitted_prior", "GaussianMixturePrior", "GaussianMixtureConfig", "LatentDiffusion",
            "LatentDiffusionConfig", "PRIOR_KINDS", "STANDARD", "load_prior", "save_prior", "saved_priors",
            "attach_saved_prior"]

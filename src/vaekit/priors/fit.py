@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 
@@ -75,3 +76,14 @@ def train_diffusion(codes: torch.Tensor, y, config: LatentDiffusionConfig, steps
                         progress=progress, precision=precision, device="auto")
     Trainer(prior, train, say=say, local=True).fit((codes, y))
     return prior.cpu().eval()
+
+
+@contextmanager
+def without_fitted_prior(model):
+    """Inside, the model samples from its own p(z) (N(0, I)); its fitted prior is put back after."""
+    fitted = model.fitted_prior
+    model.use_prior(None)
+    try:
+        yield model
+    finally:
+        model.use_prior(fitted)
