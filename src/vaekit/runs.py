@@ -495,11 +495,9 @@ class Standardization:
         return cls(x.mean(0).tolist(), scale.tolist())
 
     def apply(self, data):
-        from .data import Dataset
-
         mean, scale = torch.tensor(self.mean), torch.tensor(self.scale)
         x = ((data.x.double() - mean) / scale).float()
-        return Dataset(x, data.y, data.name, data.num_classes)
+        return dataclasses.replace(data, x=x)
 
     def invert(self, x: torch.Tensor) -> torch.Tensor:
         return (x.detach().cpu().double() * torch.tensor(self.scale) + torch.tensor(self.mean)).float()
@@ -529,6 +527,7 @@ RUN_ENTRIES = {"model", "checkpoint", RUN_FILE, "metrics.jsonl", "train_config.j
                "standardization.json", "reconstruct.png", "report.html",
                "loss_curve.png", "samples.png", "reconstructions.png", "interpolation.png", "codebook_usage.png",
                "traversal.png", "interpolation_linear.png", "interpolation_slerp.png", "sample_quality.json",
+               "disentanglement.json", "traversal_factors.png",
                "samples_standard.png", LOCK_NAME}
 
 

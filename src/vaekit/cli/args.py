@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..distributions import LIKELIHOODS
 
-DATA_SOURCES = "digits, mnist, fashion-mnist, or a .npy/.npz/.csv file"
+DATA_SOURCES = "digits, mnist, fashion-mnist, dsprites, dsprites-32, or a .npy/.npz/.csv file"
 
 
 def run(p) -> None:

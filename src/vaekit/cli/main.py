@@ -12,7 +12,7 @@ import sys
 
 from ..errors import InputError
 from ..version import __version__
-from . import anomaly, apps, evaluate, explorer, features, info, pictures, prior, report, train
+from . import anomaly, apps, disentanglement, evaluate, explorer, features, info, pictures, prior, report, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     explorer.add_parser(sub)
     apps.add_app_parsers(sub)
     evaluate.add_evaluate_parser(sub)
+    disentanglement.add_parser(sub)
     prior.add_parser(sub)
     features.add_parser(sub)
     anomaly.add_anomaly_parser(sub)

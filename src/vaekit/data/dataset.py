@@ -9,7 +9,7 @@ import torch
 
 from ..errors import InputError
 
-DATASETS = ("digits", "mnist", "fashion-mnist")  # the named data sets load_dataset knows
+DATASETS = ("digits", "mnist", "fashion-mnist", "dsprites", "dsprites-32")  # the named data sets load_dataset knows
 
 
 @dataclass(eq=False)  # tensors have no single truth value to compare by
@@ -20,6 +20,8 @@ class Dataset:
     y: torch.Tensor | None  # int64 labels (N,), or None
     name: str  # where the data came from: a dataset name or a file's stem
     num_classes: int | None = None  # number of label values, None without labels
+    factors: torch.Tensor | None = None  # int64 (N, K): each example's index on K generative factors, or None
+    factor_names: tuple[str, ...] | None = None  # the K factors' names
 
     @property
     def image_shape(self) -> tuple[int, int, int] | None:
@@ -34,16 +36,20 @@ class Dataset:
         if isinstance(index, int):
             index = [index]
         y = None if self.y is None else self.y[index]
-        return Dataset(self.x[index], y, self.name, self.num_classes)
+        factors = None if self.factors is None else self.factors[index]
+        return Dataset(self.x[index], y, self.name, self.num_classes, factors, self.factor_names)
 
     def __repr__(self) -> str:
         y = None if self.y is None else tuple(self.y.shape)
-        return f"Dataset({self.name!r}, x={tuple(self.x.shape)}, y={y}, num_classes={self.num_classes})"
+        factors = "" if self.factors is None else f", factors={self.factor_names}"
+        return f"Dataset({self.name!r}, x={tuple(self.x.shape)}, y={y}, num_classes={self.num_classes}{factors})"
 
 
-def from_arrays(x, y=None, name: str = "array") -> Dataset:
-    """A Dataset from a NumPy array or tensor `x` and optional integer labels `y`, with the file rules.
+def from_arrays(x, y=None, name: str = "array", factors=None, factor_names=None) -> Dataset:
+    """A Dataset from a NumPy array or tensor `x`, optional integer labels `y` and factors, with the file rules.
 
+    factors: (N, K) integer indices of each example on K generative factors (for disentanglement
+    metrics), with `factor_names` (K strings; default "factor 0", "factor 1", ...).
     uint8 data, and integer images (3 or 4 dimensions), with values above 1 are pixel values
     0..255 and are divided by 255; (N, H, W) becomes (N, 1, H, W); (N, H, W, C) with C in 1, 3, 4
     and H, W > 4 becomes (N, C, H, W); (N, D) is a table. Floats are kept as they are.
@@ -66,7 +72,9 @@ def from_arrays(x, y=None, name: str = "array") -> Dataset:
         x = x.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
     x = _scale_pixels(x, name)
     labels, num_classes = _labels(y, len(x), name)
-    return Dataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), labels, name, num_classes)
+    factors, factor_names = _factors(factors, factor_names, len(x), name)
+    return Dataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), labels, name, num_classes,
+                   factors, factor_names)
 
 
 def dynamic_binarize(x: torch.Tensor, generator: torch.Generator | None = None, check: bool = True) -> torch.Tensor:
@@ -131,6 +139,30 @@ def _labels(y, n: int, name: str) -> tuple[torch.Tensor | None, int | None]:
     if y.min() < 0:
         raise InputError(f"Labels of {name!r} include {y.min()}; give class numbers 0, 1, 2, ...")
     return torch.from_numpy(y), int(y.max()) + 1
+
+
+def _factors(factors, names, n: int, name: str) -> tuple[torch.Tensor | None, tuple[str, ...] | None]:
+    """Factor indices as int64 (N, K) and their K names, or (None, None)."""
+    if factors is None:
+        if names is not None:
+            raise InputError(f"Data {name!r} has factor_names but no factors; save the factors (N, K) too.")
+        return None, None
+    factors = factors.detach().cpu().numpy() if isinstance(factors, torch.Tensor) else np.asarray(factors)
+    if factors.ndim == 1:
+        factors = factors[:, None]
+    if factors.ndim != 2 or factors.shape[0] != n:
+        raise InputError(f"Factors of {name!r} have shape {factors.shape} but there are {n} examples; give (N, K), "
+                         "one row of factor indices per example.")
+    whole = factors.dtype.kind in "biu" or (factors.dtype.kind == "f" and np.isfinite(factors).all()
+                                             and (factors == np.round(factors)).all())
+    if not whole or factors.size == 0 or factors.min() < 0:
+        raise InputError(f"Factors of {name!r} must be indices 0, 1, 2, ... of each factor's values; "
+                         "discretize continuous factors first.")
+    k = factors.shape[1]
+    names = tuple(f"factor {i}" for i in range(k)) if names is None else tuple(str(v) for v in np.asarray(names).ravel())
+    if len(names) != k:
+        raise InputError(f"Data {name!r} names {len(names)} factors but has {k}; give one name per factor column.")
+    return torch.from_numpy(factors.astype(np.int64)), names
 
 
 def check_probabilities(x: torch.Tensor) -> None:

@@ -1,4 +1,8 @@
-"""The user's own data: .npy, .npz and .csv files, and folders of PNG/JPEG images."""
+"""The user's own data: .npy, .npz and .csv files, and folders of PNG/JPEG images.
+
+An .npz file holds `x` (or `X`), optionally labels `y`, and for disentanglement metrics the
+generative factors of each example: `factors` (N, K) integer indices with `factor_names` (K strings).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +37,8 @@ def _load_file(source) -> Dataset:
         )
     if not path.is_file():
         raise InputError(f"File {path} does not exist; check the path.")
-    x, y = readers[suffix](path)
-    return from_arrays(x, y, name=path.stem)
+    x, y, *factors = readers[suffix](path)  # an .npz adds its factors and their names (or None)
+    return from_arrays(x, y, path.stem, *factors)
 
 
 def _read_npy(path: Path):
@@ -78,14 +82,16 @@ def _read_npz(path: Path):
             x_key = "x" if "x" in keys else "X" if "X" in keys else keys[0] if keys else None
             y_key = "y" if "y" in keys else None if x_key in ("x", "X") or len(keys) < 2 else keys[1]
             x = None if x_key is None else arrays[x_key]
-            y = None if y_key is None else arrays[y_key]
+            y = None if y_key is None or y_key in ("factors", "factor_names") else arrays[y_key]
+            factors = arrays["factors"] if "factors" in keys else None
+            names = arrays["factor_names"] if "factor_names" in keys else None
     except InputError:
         raise
     except Exception as e:  # BadZipFile, NotImplementedError (compression), ValueError, EOFError, ...
         raise InputError(f"{path} is not a readable .npz file of numbers ({type(e).__name__}: {e}).") from None
     if x is None:
         raise InputError(f"{path} holds no arrays; save the data as x (and labels as y).")
-    return x, y
+    return x, y, factors, names
 
 
 def _read_csv(path: Path):
