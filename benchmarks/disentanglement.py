@@ -29,8 +29,10 @@ import torch
 
 from vaekit import load
 from vaekit.data import load_dataset
+from vaekit.data.dsprites import factor_grid
 from vaekit.disentanglement import evaluate_disentanglement
 from vaekit.evaluate import evaluate
+from vaekit.plots import save_image_grid
 from vaekit.runs import TrainSpec, train
 
 MODELS = {  # row name -> TrainSpec fields
@@ -91,6 +93,10 @@ def main() -> None:
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     store = Path(args.runs) / "rows.json"
     rows = json.loads(store.read_text()) if store.exists() else {}
+    for resolution in (32, 64):  # what the models see, and the full-size drawing
+        images, labels = factor_grid(resolution)
+        save_image_grid(images, Path(args.runs) / f"dsprites_factors_{resolution}.png", row_labels=labels,
+                        title=f"procedural dSprites at {resolution} x {resolution}: one factor per row")
     grid = load_dataset("dsprites-32", split="all")
     test = load_dataset("dsprites-32", split="test")
     for seed in args.seeds:  # seeds outermost: an interrupted run already has every model at seed 0

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from vaekit.data import from_arrays, load_dataset, load_dsprites
-from vaekit.data.dsprites import FACTOR_NAMES, FACTOR_SIZES, POSITIONS, SCALES, all_factors, draw, split_indices
+from vaekit.data.dsprites import (FACTOR_NAMES, FACTOR_SIZES, POSITIONS, SCALES, all_factors, draw, factor_grid,
+                                  split_indices)
 from vaekit.disentanglement import (betavae_score, dci, dci_completeness, dci_disentanglement, factorvae_score,
                                     latent_factors, mig, scores)
 from vaekit.errors import InputError
@@ -47,6 +48,13 @@ def test_position_moves_the_centroid_and_scale_the_area():
     areas = [_moments(draw(1, s, 0.0, [0.5], [0.5], 64)[0, 0])[0] for s in SCALES]
     assert np.all(np.diff(areas) > 0)
     assert areas[-1] / areas[0] == pytest.approx(4, rel=0.1)  # area grows as scale squared
+
+
+def test_factor_grid_picture_moves_one_factor_per_row():
+    images, labels = factor_grid(32, steps=5)
+    assert images.shape == (12, 5, 1, 32, 32) and labels[0] == "square: scale" and labels[-1] == "heart: y"
+    areas = images[0].sum(dim=(1, 2, 3))  # the square's scale row grows
+    assert torch.all(areas[1:] >= areas[:-1]) and areas[-1] > 3 * areas[0]
 
 
 def test_orientation_rotates_the_second_moments():

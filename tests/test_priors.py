@@ -212,3 +212,14 @@ def test_a_conditional_prior_on_an_unconditional_model_is_refused(model):
 
     with pytest.raises(InputError, match="takes class labels"):
         model.use_prior(LatentDiffusion(latent_dim=4, num_classes=10))
+
+
+def test_resume_says_which_fitted_priors_it_drops(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--latent-dim", "2", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "model" / "priors" / "gmm").is_dir()
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-progress", "--fit-prior", "none"]) == 0
+    said = capsys.readouterr().out
+    assert "The gmm prior fitted to the earlier weights no longer matches" in said and "--kind gmm" in said
+    assert not (out / "model" / "priors" / "gmm").exists()

@@ -154,8 +154,12 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
     distributed.barrier()  # every rank has checked the folder before rank 0 creates it
     if rank == 0:
         remove_all_debris(out)  # what killed runs left half-written
+    stale_priors = []
     if spec.resume:
+        from .priors import saved_priors
+
         spec = resumed_spec(out, spec, given, say)
+        stale_priors = saved_priors(out / "model")  # fitted to the weights before this resume
     threads, why = choose_threads(spec.threads)
     fam = family(spec.model)  # an unknown model is an error before any data is read
     model_options = family_options(spec)
@@ -198,6 +202,11 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
     extra = second_stage(model, train_set, val, out, spec, say)  # before the pictures: samples need the prior
     if spec.fit_prior != "none" and takes_fitted_prior(model):
         fit_run_prior(model, train_set, out, spec.fit_prior, spec.seed, say, progress=not spec.no_progress)
+    dropped = [kind for kind in stale_priors if kind != spec.fit_prior]
+    if dropped:
+        say(f"The {' and '.join(dropped)} prior{'s' if len(dropped) > 1 else ''} fitted to the earlier weights no "
+            f"longer match{'' if len(dropped) > 1 else 'es'} the codes and {'were' if len(dropped) > 1 else 'was'} "
+            f"removed; fit again with `vaekit prior fit {out} --kind {dropped[0]}`.")
     files.update(write_pictures(model, val or train_set, out, stats))
     files.update(extra)
     rows = run_quality(model, data, spec.data_dir, seed=spec.seed)

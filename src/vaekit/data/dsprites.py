@@ -156,3 +156,22 @@ def load_dsprites(split: str = "train", resolution: int = 64, keep: dict | None 
     labels = torch.from_numpy(factors[:, 0].copy())
     name = "dsprites" if resolution == 64 else f"dsprites-{resolution}"
     return Dataset(x, labels, name, 3, factors=torch.from_numpy(factors), factor_names=FACTOR_NAMES)
+
+
+def factor_grid(resolution: int = 64, steps: int = 8) -> tuple[torch.Tensor, list[str]]:
+    """A picture of the factors: for each shape, one row per other factor moving over `steps` of its
+    values with the rest at their middle values; images (3 * 4, steps, 1, R, R) and row labels."""
+    values = factor_values()
+    rows, labels = [], []
+    for shape in range(3):
+        for k in range(1, 5):
+            row = []
+            for i in np.linspace(0, FACTOR_SIZES[k] - 1, steps).round().astype(int):
+                f = [shape, 5, 0, 15, 15]  # scale 1, upright, near the centre
+                f[k] = i
+                image = draw(shape, values["scale"][f[1]], values["orientation"][f[2]], values["x"][[f[3]]],
+                             values["y"][[f[4]]], resolution)[0, 0]  # (R, R)
+                row.append(image[None].float())
+            rows.append(torch.stack(row))
+            labels.append(f"{SHAPES[shape]}: {FACTOR_NAMES[k]}")
+    return torch.stack(rows), labels
