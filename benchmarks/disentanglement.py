@@ -14,7 +14,8 @@ Recipe (one for every model): vaekit's default MLP (512-256, 10 latent dimension
 decoder), batch 256, Adam 1e-3 with a cosine schedule, 2 epochs of the 700,416 training images.
 DCI trains on 2000 codes and tests on 1000 (disentanglement_lib: 10,000 / 5,000, about five
 minutes per model here). Models go to --runs (default runs/disentanglement-dsprites-32); finished
-rows are kept in rows.json there, so an interrupted run continues.
+rows are kept in rows-EPOCHS-epochs.json there; an interrupted run (killed, or stopped with the session) continues
+where it stopped, mid-training included, when started again with the same --epochs.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ REPORTED = (("MIG", "mig", "mig"), ("FactorVAE", "factorvae", "factorvae"), ("Be
 
 def measure(name: str, seed: int, args, grid, test) -> dict:
     slug = name.split(" (")[0].lower() + "-" + name.split("(")[1].rstrip(")").replace(" ", "")
-    out = Path(args.runs) / f"{slug}-seed{seed}"
+    out = Path(args.runs) / f"{slug}-seed{seed}-{args.epochs}ep"
     start = time.perf_counter()
     if not (out / "model" / "config.json").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < args.epochs:
         train(TrainSpec(epochs=args.epochs, seed=seed, out=str(out), resume=(out / "checkpoint").exists(),
@@ -91,7 +92,7 @@ def main() -> None:
     p.add_argument("--only", nargs="*", help="only the models whose names contain one of these words")
     args = p.parse_args()
     Path(args.runs).mkdir(parents=True, exist_ok=True)
-    store = Path(args.runs) / "rows.json"
+    store = Path(args.runs) / f"rows-{args.epochs}-epochs.json"  # a longer recipe is a new set of rows
     rows = json.loads(store.read_text()) if store.exists() else {}
     for resolution in (32, 64):  # what the models see, and the full-size drawing
         images, labels = factor_grid(resolution)

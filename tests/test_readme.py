@@ -49,6 +49,8 @@ def _quick(line: str, mnist_dir) -> list[str]:
         words += ["--epochs", "2" if "--resume" in words else "1", "--limit", "300", "--no-progress"]
     if words[0] == "evaluate":
         words += ["--k", "5", "--limit", "20", "--no-progress"] + (["--samples", "20"] if samples else [])
+    if words[0] == "disentanglement":
+        words += ["--dci-train", "200", "--limit", "5000"]
     if words[0] == "prior":
         words += ["--steps", "20", "--limit", "300", "--no-progress"]
     return words

@@ -55,7 +55,7 @@ def load_dataset(
     if key == "digits":
         ds = _load_digits(split)
     elif key in ("dsprites", "dsprites-32"):
-        ds = load_dsprites(split, resolution=32 if key == "dsprites-32" else 64)
+        ds = load_dsprites(split, resolution=32 if key == "dsprites-32" else 64, limit=limit)
     elif key in _IDX_NAMES:
         ds = _load_idx_dataset(key, split, data_dir, download, limit)
     elif Path(source).expanduser().is_dir():

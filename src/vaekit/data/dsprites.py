@@ -130,12 +130,14 @@ def split_indices(split: str) -> np.ndarray:
     return np.flatnonzero(mask if split == "test" else ~mask)
 
 
-def load_dsprites(split: str = "train", resolution: int = 64, keep: dict | None = None) -> Dataset:
+def load_dsprites(split: str = "train", resolution: int = 64, keep: dict | None = None,
+                  limit: int | None = None) -> Dataset:
     """dSprites at `resolution` (16, 32, 64 or 128) as a Dataset with `factors` and shape labels `y`.
 
     keep: factor name -> the indices of that factor to keep (a list or range), e.g.
     {"orientation": range(0, 40, 2), "x": range(0, 32, 2), "y": range(0, 32, 2)}: a smaller grid
-    for short experiments. The full grid at 64 x 64 is 12 GB as float32; at 32 x 32, 3 GB.
+    for short experiments. limit: only the first `limit` images (in grid order). The full grid at
+    64 x 64 is 12 GB as float32; at 32 x 32, 3 GB.
     """
     if split not in ("train", "test", "all"):
         raise InputError(f"Unknown split {split!r} for dSprites; use 'train', 'test' or 'all'.")
@@ -150,6 +152,7 @@ def load_dsprites(split: str = "train", resolution: int = 64, keep: dict | None 
             raise InputError(f"keep[{name!r}] must list indices 0..{size - 1} of that factor, not {kept.tolist()}.")
         chosen = np.isin(factors[:, FACTOR_NAMES.index(name)], kept)
         index, factors = index[chosen], factors[chosen]
+    index, factors = index[:limit], factors[:limit]  # only the first `limit` are unpacked
     packed = packed_images(resolution)
     bits = np.unpackbits(packed[index], axis=1, count=resolution * resolution)  # (N, R * R)
     x = torch.from_numpy(bits.reshape(-1, 1, resolution, resolution)).to(torch.float32)  # (N, 1, R, R)
