@@ -1,4 +1,5 @@
-"""Disentanglement scores of codes against known generative factors, as disentanglement_lib defines them.
+"""Disentanglement scores of codes against known generative factors, following disentanglement_lib's
+definitions and defaults except where a line below says otherwise.
 
 Every score reads codes (N, D) (a model's posterior means, `model_codes`) and factor indices
 (N, K) of the same examples. Where disentanglement_lib samples observations with one factor held
@@ -9,7 +10,8 @@ as dSprites) is the same distribution; so the scores also work on a user's data 
   equal-width bins per code; for each factor the gap between the two codes most informative of it,
   over the factor's entropy; averaged over factors.
 - `factorvae_score` (Kim & Mnih 2018): codes divided by their standard deviation over the data, codes
-  with a standard deviation under 0.05 pruned; each vote fixes one factor in a batch of 64 and
+  with a standard deviation under 0.05 pruned as collapsed (the paper prunes collapsed
+  dimensions; the threshold is vaekit's choice); each vote fixes one factor in a batch of 64 and
   names the code of least variance; a majority-vote classifier maps codes to factors; the score is
   its accuracy on 5000 fresh votes.
 - `betavae_score` (Higgins et al. 2017): the mean absolute difference of the codes of 64 pairs that
