@@ -387,3 +387,16 @@ def test_constant_columns_train_and_another_width_is_refused():
     assert np.isfinite(det.anomaly_score(X)).all()
     with pytest.raises(InputError, match="features"):
         det.anomaly_score(X[:, :3])
+
+
+def test_a_nearly_constant_column_keeps_scores_finite():
+    """A value far outside an almost-always-zero training column scores finite, and far below normal rows."""
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(200, 5))
+    normal[:, 0] = 0.0
+    normal[0, 0] = 0.05  # std about 0.0035: a value of 1 is about 280 standard deviations out
+    det = AnomalyDetector(epochs=2, seed=0).fit(normal)
+    odd = normal[:20].copy()
+    odd[:, 0] = 1.0
+    scores = det.score_samples(odd)
+    assert np.isfinite(scores).all() and scores.max() < det.score_samples(normal[:20]).min()

@@ -34,6 +34,11 @@ SCORES = ("elbo", "nll", "recon")
 GRAD_CLIP = 10.0  # gradient-norm clip: heavy-tailed tables (ODDS shuttle) drove a learned-variance decoder to NaN
 SCORE_BATCH = 256  # rows per scoring pass (fixed: see AnomalyDetector._batches)
 DETECTOR_MODELS = ("vae", "conv")  # the families a detector is built from
+# Standardized table values are clipped here. A column that barely varies in the training rows
+# (a pixel that is almost always 0) puts a new value hundreds of standard deviations out, where the
+# VAE's ELBO overflows to -inf (seen on 8x8 digits with one digit's images as training data);
+# clipped, such a row still scores far below every normal one, and the scores stay finite.
+MAX_STANDARD = 25.0
 FITTED = ("image_shape_", "n_features_in_", "mean_", "scale_", "likelihood_", "sigma_", "history_", "model_",
           "calibration_scores_", "threshold_", "offset_")  # what fit sets
 DETECTOR_FILE = "detector.json"
@@ -75,7 +80,8 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
 
     Fitted attributes: model_ (the trained VAE), threshold_ (anomaly-score threshold), offset_
     (= -threshold_, scikit-learn's), likelihood_, sigma_ (None unless 'gaussian'), image_shape_
-    (None for tables), n_features_in_, mean_ and scale_ (standardization of tables, else None),
+    (None for tables), n_features_in_, mean_ and scale_ (standardization of tables, else None;
+    standardized values are clipped at +-MAX_STANDARD),
     history_ (training log), calibration_scores_ (the scores the threshold was taken from).
     """
 
@@ -318,9 +324,11 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         return options
 
     def _standardize(self, x: torch.Tensor) -> torch.Tensor:
+        """Table rows in standard units, clipped at +-MAX_STANDARD (images unchanged)."""
         if self.mean_ is None:
             return x.float()
-        return ((x.double() - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)).float()
+        z = (x.double() - torch.from_numpy(self.mean_)) / torch.from_numpy(self.scale_)
+        return z.clamp(-MAX_STANDARD, MAX_STANDARD).float()
 
     def _transform(self, X) -> torch.Tensor:
         """X as the fitted model's input: checked, reshaped, standardized for tables."""
