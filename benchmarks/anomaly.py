@@ -29,7 +29,8 @@ variance), IsolationForest and OneClassSVM (standardized features, RBF kernel, g
 
 8x8 digits (scikit-learn's 1797 images): for each digit and each of `--splits` random halvings of
 every digit's images, fit on one half of that digit (about 90 images) and score the other halves
-of all ten digits; vaekit's AnomalyDetector with its defaults (what a new user gets), IsolationForest
+of all ten digits; vaekit's AnomalyDetector with its defaults (what a new user gets; other options
+with --detector-json, e.g. '{"image_shape": [1, 8, 8], "likelihood": "gaussian"}'), IsolationForest
 and KNN (the distance to the 5th nearest training image, PyOD's default) on the same splits.
 
 Prints per-digit tables and a final JSON line.
@@ -166,9 +167,12 @@ def run_digits(args) -> dict:
     x, y = load_digits(return_X_y=True)
     x = x / 16.0  # pixel values 0..16 -> [0, 1]
     print(f"\nOne-class 8x8 digits (scikit-learn, {len(x)} images): fit on half of one digit, score the other half "
-          f"of all ten; vaekit's AnomalyDetector with its defaults; {args.splits} random halvings")
+          f"of all ten; vaekit's AnomalyDetector with options {args.detector_json}; {args.splits} random halvings")
+    options = json.loads(args.detector_json)
+    if "image_shape" in options:
+        options["image_shape"] = tuple(options["image_shape"])
     methods = {
-        "vaekit": lambda tr, te, seed: -AnomalyDetector(seed=seed).fit(tr).score_samples(te),
+        "vaekit": lambda tr, te, seed: -AnomalyDetector(seed=seed, **options).fit(tr).score_samples(te),
         "IsolationForest": lambda tr, te, seed: -IsolationForest(random_state=seed).fit(tr).score_samples(te),
         "KNN": lambda tr, te, seed: knn_scores(tr, te),
     }
@@ -214,6 +218,8 @@ def main():
     p.add_argument("--table-likelihood", choices=["gaussian", "gaussian-learned"],
                    help="likelihood of the table detector (default: the detector's own default)")
     p.add_argument("--table-epochs", type=int, help="epochs for the table (default: the detector's own, ~2000 steps)")
+    p.add_argument("--detector-json", default="{}",
+                   help="AnomalyDetector options for --part digits as JSON (default {}: its defaults)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
