@@ -107,6 +107,14 @@ class FactorSampler:
         offset = (self.rng.random(len(values)) * self.count[k][values]).astype(np.int64)
         return self.order[k][self.start[k][values] + offset]
 
+    def rows(self, k: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Example indices shaped like `values` (n, m): entry (i, j) has factor k[i] at values[i, j]."""
+        out = np.empty(values.shape, dtype=np.int64)
+        for f in np.unique(k):
+            chosen = k == f
+            out[chosen] = self.with_value(f, values[chosen].ravel()).reshape(-1, values.shape[1])
+        return out
+
 
 def factorvae_score(codes, factors, num_train: int = NUM_TRAIN, num_eval: int = NUM_EVAL, batch: int = BATCH,
                     seed: int = 0) -> dict:
@@ -122,7 +130,7 @@ def factorvae_score(codes, factors, num_train: int = NUM_TRAIN, num_eval: int = 
     def votes(n: int) -> tuple[np.ndarray, np.ndarray]:
         k = sampler.rng.integers(factors.shape[1], size=n)  # (n,) the fixed factor of each vote
         value = factors[sampler.rng.integers(len(factors), size=n), k]  # (n,) its value, as often as the data has it
-        index = sampler_rows(sampler, k, value, batch)  # (n, batch)
+        index = sampler.rows(k, np.repeat(value[:, None], batch, axis=1))  # (n, batch)
         local = scaled[index].var(axis=1, ddof=1)  # (n, A)
         return local.argmin(axis=1), k
 
@@ -134,15 +142,6 @@ def factorvae_score(codes, factors, num_train: int = NUM_TRAIN, num_eval: int = 
     dims, k = votes(num_eval)
     return {"factorvae": float((classifier[dims] == k).mean()), "train_accuracy": float(train_accuracy),
             "active_dims": int(active.sum())}
-
-
-def sampler_rows(sampler: FactorSampler, k: np.ndarray, value: np.ndarray, batch: int) -> np.ndarray:
-    """(n, batch) example indices; row i holds examples whose factor k[i] equals value[i]."""
-    rows = np.empty((len(k), batch), dtype=np.int64)
-    for f in np.unique(k):
-        chosen = k == f
-        rows[chosen] = sampler.with_value(f, np.repeat(value[chosen], batch)).reshape(-1, batch)
-    return rows
 
 
 def betavae_score(codes, factors, num_train: int = NUM_TRAIN, num_eval: int = NUM_EVAL, batch: int = BATCH,
@@ -157,10 +156,7 @@ def betavae_score(codes, factors, num_train: int = NUM_TRAIN, num_eval: int = NU
         k = sampler.rng.integers(factors.shape[1], size=n)  # (n,) the shared factor of each point
         first = sampler.rng.integers(len(codes), size=(n, batch))  # (n, batch) one side of each pair
         value = factors[first, k[:, None]]  # (n, batch): the shared factor's value in each pair
-        second = np.empty_like(first)
-        for f in np.unique(k):
-            chosen = k == f
-            second[chosen] = sampler.with_value(f, value[chosen].ravel()).reshape(-1, batch)
+        second = sampler.rows(k, value)  # (n, batch) the other side, sharing that value
         return np.abs(codes[first] - codes[second]).mean(axis=1), k  # (n, D), (n,)
 
     x, k = points(num_train)
