@@ -4,6 +4,7 @@
     python benchmarks/anomaly.py --data-dir ../shared/data/mnist --digits 2 5 8 --epochs 30 --part mnist
     python benchmarks/anomaly.py --part table
     python benchmarks/anomaly.py --part digits --splits 5                        # one-class 8x8 digits
+    python benchmarks/anomaly.py --part digits --splits 5 --digits-as table      # the same as rows of 64 values
 
 MNIST (Ruff et al. 2018, "Deep One-Class Classification"): for each digit, fit on the training images
 of that digit (about 6,000), score the whole 10,000-image test set, the other nine digits being the
@@ -29,9 +30,10 @@ variance), IsolationForest and OneClassSVM (standardized features, RBF kernel, g
 
 8x8 digits (scikit-learn's 1797 images): for each digit and each of `--splits` random halvings of
 every digit's images, fit on one half of that digit (about 90 images) and score the other halves
-of all ten digits; vaekit's AnomalyDetector with its defaults (what a new user gets; other options
-with --detector-json, e.g. '{"image_shape": [1, 8, 8], "likelihood": "gaussian"}'), IsolationForest
-and KNN (the distance to the 5th nearest training image, PyOD's default) on the same splits.
+of all ten digits; vaekit's AnomalyDetector with its defaults on the (N, 8, 8) images, or with
+`--digits-as table` on the (N, 64) rows (what a new user gets either way; other options with
+--detector-json, e.g. '{"sigma": 0.2}'), IsolationForest and KNN (the distance to the 5th nearest
+training image, PyOD's default) on the same (N, 64) rows and splits.
 
 Prints per-digit tables and a final JSON line.
 """
@@ -167,12 +169,15 @@ def run_digits(args) -> dict:
     x, y = load_digits(return_X_y=True)
     x = x / 16.0  # pixel values 0..16 -> [0, 1]
     print(f"\nOne-class 8x8 digits (scikit-learn, {len(x)} images): fit on half of one digit, score the other half "
-          f"of all ten; vaekit's AnomalyDetector with options {args.detector_json}; {args.splits} random halvings")
+          f"of all ten; vaekit's AnomalyDetector on the {args.digits_as} with options {args.detector_json}; "
+          f"{args.splits} random halvings")
     options = json.loads(args.detector_json)
     if "image_shape" in options:
         options["image_shape"] = tuple(options["image_shape"])
+    shape = (-1, 8, 8) if args.digits_as == "images" else (-1, 64)  # (N, 8, 8) images or (N, 64) rows
     methods = {
-        "vaekit": lambda tr, te, seed: -AnomalyDetector(seed=seed, **options).fit(tr).score_samples(te),
+        "vaekit": lambda tr, te, seed: -AnomalyDetector(seed=seed, **options).fit(tr.reshape(shape)).score_samples(
+            te.reshape(shape)),
         "IsolationForest": lambda tr, te, seed: -IsolationForest(random_state=seed).fit(tr).score_samples(te),
         "KNN": lambda tr, te, seed: knn_scores(tr, te),
     }
@@ -218,6 +223,8 @@ def main():
     p.add_argument("--table-likelihood", choices=["gaussian", "gaussian-learned"],
                    help="likelihood of the table detector (default: the detector's own default)")
     p.add_argument("--table-epochs", type=int, help="epochs for the table (default: the detector's own, ~2000 steps)")
+    p.add_argument("--digits-as", choices=["images", "table"], default="images",
+                   help="--part digits: give vaekit the (N, 8, 8) images (default) or the (N, 64) table of pixels")
     p.add_argument("--detector-json", default="{}",
                    help="AnomalyDetector options for --part digits as JSON (default {}: its defaults)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

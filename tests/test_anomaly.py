@@ -73,7 +73,8 @@ def test_sklearn_conventions(fitted, digits):
     assert (pred[y != 0] == -1).mean() > 0.9  # most other digits are flagged
     train_flagged = (fitted.predict(x[y == 0]) == -1).mean()
     assert abs(train_flagged - 0.1) < 0.03  # contamination: that share of the training data is above the threshold
-    assert fitted.n_features_in_ == 64 and fitted.image_shape_ == (1, 8, 8) and fitted.likelihood_ == "bernoulli"
+    assert fitted.n_features_in_ == 64 and fitted.image_shape_ == (1, 8, 8) and fitted.likelihood_ == "gaussian"
+    assert fitted.sigma_ == 0.1
     assert fitted.mean_ is None and isinstance(fitted.model_, torch.nn.Module)
 
 
@@ -107,7 +108,9 @@ def test_fit_predict_clone_and_params(digits):
     again = clone(det).fit(x[y == 1])  # same seed, same data: the same detector
     np.testing.assert_allclose(again.anomaly_score(x[:20]), det.anomaly_score(x[:20]), rtol=1e-5)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        again.fit(x[y == 1] * 16)  # pixel values 0..16 under a Bernoulli likelihood
+        again.fit(x[y == 1] * 16)  # pixel values 0..16: not the units of the default sigma
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        clone(det).set_params(likelihood="bernoulli").fit(x[y == 1] * 16)  # nor a Bernoulli's
     with pytest.raises(NotFittedError):  # a failed refit leaves no stale state behind
         again.predict(x[:5])
 
@@ -171,7 +174,7 @@ def test_conv_model_on_images(digits):
     assert "val_loss" in det.history_[-1]  # a held-out share picks the best epoch
     flat = AnomalyDetector(latent_dim=2, epochs=1, image_shape=(8, 8), validation_fraction=0)
     flat.fit(x[:40].reshape(40, 64))
-    assert flat.image_shape_ == (1, 8, 8) and flat.likelihood_ == "bernoulli"
+    assert flat.image_shape_ == (1, 8, 8) and flat.likelihood_ == "gaussian"
     assert "val_loss" not in flat.history_[-1] and len(flat.calibration_scores_) == 40
 
 

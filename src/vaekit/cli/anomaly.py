@@ -186,13 +186,13 @@ def cmd_score(args):
 # ---- the parser ---------------------------------------------------------------------------------
 def add_anomaly_parser(subparsers) -> None:
     """Add `anomaly fit` and `anomaly score` to the `vaekit` command's subparsers."""
-    from ..applications.detector import DETECTOR_MODELS, SCORES
+    from ..applications.detector import DETECTOR_MODELS, SCORES, AnomalyDetector
 
     p = subparsers.add_parser(
         "anomaly", help="fit an anomaly detector on normal data, then score new data",
         description="One-class anomaly detection with a VAE: `fit` learns what normal data look like, "
                     "`score` flags what does not fit. Data: digits, mnist, fashion-mnist, a .npy/.npz/.csv "
-                    "file or a folder of PNG/JPEG images. Images are modelled in [0, 1] (Bernoulli); tables "
+                    "file or a folder of PNG/JPEG images. Images are modelled in [0, 1] (Gaussian, sigma 0.1); tables "
                     "are standardized (Gaussian with a learned variance).",
     )
     actions = p.add_subparsers(dest="anomaly_command", required=True, metavar="ACTION")
@@ -203,14 +203,14 @@ def add_anomaly_parser(subparsers) -> None:
     f.add_argument("data", help="normal data: digits, mnist, fashion-mnist, a .npy/.npz/.csv file or an image folder")
     f.add_argument("--normal-label", type=int, help="labelled data: train on this class only (the normal one)")
     f.add_argument("--model", choices=DETECTOR_MODELS, default="vae", help="vae (MLP, default) or conv (images only)")
-    f.add_argument("--score", choices=SCORES, default="elbo",
-                   help="elbo: negative ELBO (default); nll: importance-sampled negative log-likelihood; "
+    f.add_argument("--score", choices=SCORES, default=AnomalyDetector().scoring,
+                   help="nll: importance-sampled negative log-likelihood (default); elbo: negative ELBO; "
                         "recon: squared reconstruction error")
     flags.model_size(f, "KL weight (default 1)", beta_default=1.0)
     flags.optimizer(f, "passes over the data (default: about 2000 optimizer steps)", 20,
                     "stop after N epochs without held-out improvement (default 20; 0: never)")
-    flags.likelihood(f, "p(x|z) (default: bernoulli for images, gaussian-learned for tables)")
-    flags.sigma(f, "standard deviation of --likelihood gaussian (default 0.2 for images, 1 for standardized tables)")
+    flags.likelihood(f, "p(x|z) (default: gaussian for images, gaussian-learned for tables)")
+    flags.sigma(f, "standard deviation of --likelihood gaussian (default 0.1 for images, 1 for standardized tables)")
     f.add_argument("--contamination", type=float,
                    help="share of the training data above the threshold (default 0.05)")
     f.add_argument("--target-fpr", type=float, help="instead: the false-positive rate wanted on normal data, "
