@@ -61,6 +61,9 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         seeds 0-2 against 0.790 for 'elbo' and 0.791 for IsolationForest; benchmarks/RESULTS.md);
         a fixed-variance Gaussian was as good on average but fell on optdigits (0.54 against 0.71),
         and a narrower (128, 64) network fell on musk. The same defaults serve every table.
+    latent_dim: 40 by default: over the ODDS tables (seeds 0-2, 'nll' scoring) 8 dimensions gave
+        a mean AUROC of 0.778, 20 gave 0.796, 40 gave 0.804 and 64 gave 0.797 (optdigits fell);
+        dimensions the data do not need stay at the prior and cost nothing in the score.
     hidden_dims: the MLP's hidden widths (model='vae') or the convolutions' channels (model='conv');
         None: the family's defaults, (512, 256) and (32, 64).
     latent_dim, epochs, batch_size, lr, beta, seed: the model's size and its training (Adam);
@@ -93,7 +96,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     history_ (training log), calibration_scores_ (the scores the threshold was taken from).
     """
 
-    def __init__(self, model: str = "vae", scoring: str = "nll", latent_dim: int = 20, epochs: int | None = None,
+    def __init__(self, model: str = "vae", scoring: str = "nll", latent_dim: int = 40, epochs: int | None = None,
                  batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0, likelihood: str | None = None,
                  sigma: float | None = None, image_shape=None, contamination: float = 0.05,
                  target_fpr: float | None = None, validation_fraction: float = 0.2, patience: int = 20,

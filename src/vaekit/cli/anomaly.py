@@ -206,7 +206,7 @@ def add_anomaly_parser(subparsers) -> None:
     f.add_argument("--score", choices=SCORES, default=AnomalyDetector().scoring,
                    help="nll: importance-sampled negative log-likelihood (default); elbo: negative ELBO; "
                         "recon: squared reconstruction error")
-    flags.model_size(f, "KL weight (default 1)", beta_default=1.0)
+    flags.model_size(f, "KL weight (default 1)", beta_default=1.0, latent_default=AnomalyDetector().latent_dim)
     flags.optimizer(f, "passes over the data (default: about 2000 optimizer steps)", 20,
                     "stop after N epochs without held-out improvement (default 20; 0: never)")
     flags.likelihood(f, "p(x|z) (default: gaussian for images, gaussian-learned for tables)")

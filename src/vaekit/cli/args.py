@@ -58,9 +58,9 @@ def sigma(p, help: str) -> None:
     p.add_argument("--sigma", type=float, help=help)
 
 
-def model_size(p, beta_help: str, beta_default=None) -> None:
+def model_size(p, beta_help: str, beta_default=None, latent_default: int = 20) -> None:
     """--latent-dim and --beta."""
-    p.add_argument("--latent-dim", type=int, default=20, help="dimensions of z (default 20)")
+    p.add_argument("--latent-dim", type=int, default=latent_default, help=f"dimensions of z (default {latent_default})")
     p.add_argument("--beta", type=float, default=beta_default, help=beta_help)
 
 
