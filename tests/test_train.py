@@ -13,9 +13,10 @@ def small_vae():
     return vaekit.VAE(64, 4, hidden_dims=(32,), image_shape=(1, 8, 8))
 
 
-def test_resume_continues_exactly(digits_data, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_continues_exactly(digits_data, tmp_path, ema):
     data = digits_data.subset(slice(0, 400))
-    cfg = TrainConfig(epochs=4, batch_size=64, binarize=True, progress=False, seed=3)
+    cfg = TrainConfig(epochs=4, batch_size=64, binarize=True, progress=False, seed=3, ema=ema)
     torch.manual_seed(0)
     straight = small_vae()
     Trainer(straight, cfg, tmp_path / "a").fit(data)
@@ -30,6 +31,41 @@ def test_resume_continues_exactly(digits_data, tmp_path):
         assert torch.equal(a, b), k
     rows = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_weight_average_follows_its_closed_form():
+    from vaekit.averaging import WeightAverage
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([p], decay=0.5)
+    expected = torch.zeros(3)
+    for step, value in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]):
+        p.data.fill_(value)
+        average.update(step)
+        d = min(0.5, (1 + step) / (10 + step))  # the warmed-up decay
+        expected = d * expected + (1 - d) * value
+        assert torch.allclose(average.average[0], expected)
+    with average.applied():
+        assert torch.equal(p.data, average.average[0])
+    assert torch.equal(p.data, torch.full((3,), 512.0))  # the trained weights come back
+
+
+def test_weight_average_is_what_is_saved_and_returned(digits_data, tmp_path):
+    data = digits_data.subset(slice(0, 256))
+    cfg = TrainConfig(epochs=2, batch_size=64, progress=False, ema=0.9, lr=1e-2)
+    torch.manual_seed(0)
+    model = small_vae()
+    trainer = Trainer(model, cfg, tmp_path)
+    trainer.fit(data)
+    for p, avg in zip(model.parameters(), trainer.average.average):
+        assert torch.equal(p, avg)
+    saved = vaekit.load(tmp_path)
+    for a, b in zip(model.state_dict().values(), saved.state_dict().values()):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    plain = small_vae()
+    Trainer(plain, TrainConfig(**{**cfg.__dict__, "ema": 0.0})).fit(data)  # the same steps, no average
+    assert not torch.equal(next(plain.parameters()), next(model.parameters()))
 
 
 def test_run_folder_contents_and_best_model(digits_data, tmp_path):

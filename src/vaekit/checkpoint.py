@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from .distributions import InputError
 from .atomic import atomic_dir
+from .averaging import PREFIX as AVERAGE_PREFIX
 from .io import save_tensors
 
 
@@ -41,9 +42,13 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(folder, model, optimizer, counters: dict, generators: dict[str, torch.Generator]) -> None:
-    """Write model + optimizer + RNG + counters (epoch, step, history...) to `folder`."""
+def save_checkpoint(folder, model, optimizer, counters: dict, generators: dict[str, torch.Generator],
+                    average=None) -> None:
+    """Write model + optimizer + RNG + counters (epoch, step, history...) to `folder`, and the
+    weight average (a WeightAverage) when training keeps one."""
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors.update(average.state())
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -56,9 +61,10 @@ def save_checkpoint(folder, model, optimizer, counters: dict, generators: dict[s
         (tmp / "state.json").write_text(json.dumps({"optimizer": opt_meta, "counters": counters}, indent=1))
 
 
-def load_checkpoint(folder, model, optimizer, generators: dict[str, torch.Generator]) -> dict:
+def load_checkpoint(folder, model, optimizer, generators: dict[str, torch.Generator], average=None) -> dict:
     """Restore what save_checkpoint wrote; returns the counters dict. Anything that does not fit
-    (a corrupt file, another model, edited counters) is an InputError, and nothing is restored."""
+    (a corrupt file, another model, edited counters) is an InputError, and nothing is restored.
+    A weight `average` is restored too; from a checkpoint without one it starts at the weights."""
     folder = Path(folder)
     try:
         tensors = load_file(str(folder / "state.safetensors"))
@@ -86,6 +92,11 @@ def load_checkpoint(folder, model, optimizer, generators: dict[str, torch.Genera
         torch.set_rng_state(rng["torch"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])
+        if average is not None:
+            if any(k.startswith(AVERAGE_PREFIX) for k in tensors):
+                average.load_state(tensors)
+            else:  # a run trained without an average so far: it starts at the restored weights
+                average.restart()
     except Exception as e:  # edited or mismatched optimizer and RNG states
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optimizer_state)

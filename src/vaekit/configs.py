@@ -28,7 +28,7 @@ COUNTS = {"flow_length", "flow_hidden", "res_blocks", "cells_per_group", "epochs
 POSITIVE = {"sigma", "lr"}  # finite and > 0
 NON_NEGATIVE = {"beta", "alpha", "gamma", "commitment", "free_bits", "warmup_epochs", "grad_clip",
                 "dead_code_threshold"}  # finite and >= 0
-UNIT = {"decay", "val_fraction"}  # in [0, 1)
+UNIT = {"decay", "val_fraction", "ema"}  # in [0, 1)
 
 
 def validate(config, flags: bool = False) -> None:

@@ -9,6 +9,7 @@ model to `model/` and a resumable `checkpoint/` (all written atomically).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import warnings
@@ -31,6 +32,7 @@ from .configs import validate
 from .errors import InputError
 from .precision import PRECISIONS, autocast, check_precision, resolve_precision
 from .atomic import atomic_write_bytes
+from .averaging import WeightAverage
 from .io import WEIGHTS_NAME
 from .models.core import trusted_inputs
 from .objectives import KLWarmup, StepOutput, iwae_loss
@@ -56,6 +58,8 @@ class TrainConfig:
     corrupt: str = ""  # denoising VAE: encode inputs corrupted by this spec ("gaussian:0.5"), decode the clean ones
     patience: int = 0  # stop after this many epochs without validation improvement (0: never)
     grad_clip: float = 0.0  # clip the gradient norm to this value (0: no clipping)
+    ema: float = 0.0  # decay of a moving average of the weights that validation, the saved and the returned
+    #                   model use (0: off; 0.999 averages over about the last thousand steps)
     seed: int = 0  # seeds the weights' noise, shuffling and binarization
     device: str = "auto"  # 'auto' (CUDA when present), 'cpu', 'cuda', ...
     precision: str = "auto"  # 'auto' (bf16 where fast), 'fp32', 'bf16' (autocast; fp32 weights and losses), 'fp16' (CUDA)
@@ -113,6 +117,7 @@ class Trainer:
         self.device = self.dist.device_for_rank(self.config.device)
         self.precision = resolve_precision(self.config.precision, self.device)
         self.history: list[dict] = []
+        self.average: WeightAverage | None = None  # the weight average of a run with config.ema
         self._step_fn = self._eager_step
 
     # ---- one step --------------------------------------------------------------------------
@@ -191,9 +196,10 @@ class Trainer:
         n = min(len(x), steps_per_epoch * cfg.batch_size)  # examples seen per epoch
         warmup = KLWarmup(cfg.beta, int(cfg.warmup_epochs * steps_per_epoch))
         optimizer = _adam(model.parameters(), cfg.lr)
+        self.average = WeightAverage(model.parameters(), cfg.ema) if cfg.ema else None
         state = {"epoch": 0, "step": 0, "best": math.inf, "stale": 0, "history": []}
         if resume:
-            state = load_checkpoint(self.out_dir / "checkpoint", model, optimizer, gens)
+            state = load_checkpoint(self.out_dir / "checkpoint", model, optimizer, gens, self.average)
             for group in optimizer.param_groups:  # a learning rate changed on resume takes effect
                 group["lr"] = cfg.lr
         self.history = state["history"]
@@ -212,15 +218,18 @@ class Trainer:
             row = {"epoch": state["epoch"] + 1, "beta": warmup(state["step"] - 1), "seconds": round(elapsed, 3),
                    "images_per_s": round(n / elapsed, 1)}
             row.update({f"train_{k}": v.item() / n for k, v in sums.items()})
-            if validate:
-                row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, row["beta"]).items()})
             state["epoch"] += 1
-            monitored = row.get("val_loss", row["train_loss"])
-            improved = self.dist.broadcast_flag(monitored < state["best"])
-            if improved:
-                state["best"], state["stale"] = monitored, 0
-                best_weights = copy.deepcopy(model.state_dict())
-            elif state["epoch"] * steps_per_epoch > warmup.steps:
+            with self._averaged():  # validation and the saved model see the weight average, if kept
+                if validate:
+                    row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, row["beta"]).items()})
+                monitored = row.get("val_loss", row["train_loss"])
+                improved = self.dist.broadcast_flag(monitored < state["best"])
+                if improved:
+                    state["best"], state["stale"] = monitored, 0
+                    best_weights = copy.deepcopy(model.state_dict())
+                    if self.rank == 0 and self.out_dir is not None:
+                        model.save_pretrained(self.out_dir / "model")
+            if not improved and state["epoch"] * steps_per_epoch > warmup.steps:
                 state["stale"] += 1
             self.history.append(row)
             bar.set_postfix(epoch=row["epoch"], loss=f"{row['train_loss']:.2f}",
@@ -228,7 +237,7 @@ class Trainer:
             if cfg.progress and self.rank == 0 and self.say is not None and not _terminal():
                 self._log_line(row, state["epoch"], cfg.epochs)
             if self.rank == 0:
-                self._write_epoch(state, optimizer, gens, improved)
+                self._write_epoch(state, optimizer, gens)
             if cfg.patience and state["stale"] >= cfg.patience:
                 notice = f"Early stopping after epoch {state['epoch']}: no validation improvement for {cfg.patience} epochs."
                 if self.rank == 0 and cfg.progress:
@@ -237,6 +246,8 @@ class Trainer:
                     self.say(notice)
                 break
         bar.close()
+        if self.average is not None:
+            self.average.copy_to_params()  # without validation, the model returned is the last average
         if validate and best_weights is not None:
             model.load_state_dict(best_weights)
         elif validate and self.out_dir is not None and (self.out_dir / "model").exists():
@@ -266,6 +277,8 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             self.scaler.step(optimizer)
             self.scaler.update()
+            if self.average is not None:
+                self.average.update(state["step"])
             state["step"] += 1
             _accumulate(sums, out, len(xb))
             bar.update(1)
@@ -315,19 +328,22 @@ class Trainer:
         return {k: v.item() / len(x) for k, v in sums.items()}
 
     # ---- files -----------------------------------------------------------------------------
-    def _write_epoch(self, state, optimizer, gens, improved: bool) -> None:
+    def _averaged(self):
+        """A context in which the model holds its weight average (nothing changes without one)."""
+        return self.average.applied() if self.average is not None else contextlib.nullcontext()
+
+    def _write_epoch(self, state, optimizer, gens) -> None:
+        """The epoch's files beside the model: metrics, config, checkpoint and the loss curve."""
         if self.out_dir is None:
             return
         from .plots import save_loss_curve
 
         out = self.out_dir
         out.mkdir(parents=True, exist_ok=True)
-        if improved:
-            self.model.save_pretrained(out / "model")
         lines = "".join(json.dumps(r) + "\n" for r in self.history)
         atomic_write_bytes(out / "metrics.jsonl", lines.encode())
         atomic_write_bytes(out / "train_config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
-        save_checkpoint(out / "checkpoint", self.model, optimizer, state, gens)
+        save_checkpoint(out / "checkpoint", self.model, optimizer, state, gens, self.average)
         save_loss_curve(self.history, out / "loss_curve.png")
 
 
