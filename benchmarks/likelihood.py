@@ -190,7 +190,10 @@ def main() -> None:
     print(table_markdown(rows))
     if args.export and rows:
         best = best_name(rows)
-        (PRETRAINED_DIR / ALIASES_NAME).write_text(json.dumps({"mnist-best": best}) + "\n")
+        path = PRETRAINED_DIR / ALIASES_NAME
+        aliases = json.loads(path.read_text()) if path.exists() else {}  # keeps mnist-best-samples and the rest
+        aliases.update({"mnist-best": best, "mnist-best-likelihood": best})
+        path.write_text(json.dumps(aliases) + "\n")
         print(f"mnist-best -> {best}")
     if args.write_results:
         write_results(rows, commands)

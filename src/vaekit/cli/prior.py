@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..priors.fit import DIFFUSION_STEPS
 from . import args as flags
 from .common import run_data, say
 
@@ -59,7 +60,8 @@ def add_parser(sub) -> None:
                      help="gmm (default: a Gaussian mixture, components by BIC) or diffusion (a DDPM over the codes, "
                           "sampled by DDIM)")
     fit.add_argument("--components", type=int, help="gmm: number of components (default: chosen by BIC)")
-    fit.add_argument("--steps", type=int, default=12000, help="diffusion: optimizer steps (default 12000)")
+    fit.add_argument("--steps", type=int, default=DIFFUSION_STEPS,
+                     help=f"diffusion: optimizer steps (default {DIFFUSION_STEPS})")
     flags.data(fit)
     flags.data_dir(fit)
     flags.limit(fit, "fit to the first N training examples only")

@@ -7,7 +7,8 @@ schedule (Nichol & Dhariwal 2021) over `timesteps` steps:
 
 and DDIM's deterministic sampler (Song et al. 2021) over `sample_steps` evenly spaced steps. The
 denoiser is an MLP of residual blocks with a sinusoidal time embedding (and a class embedding for
-a conditional model's codes). It is a `Model`, so the same Trainer fits it.
+a conditional model's codes). It is a `Model`, so the same Trainer fits it, keeping a moving
+average of its weights (`TrainConfig.ema`) that is what samples.
 """
 
 from __future__ import annotations
