@@ -12,6 +12,12 @@ same trained weights are copied into a pythae VAE with the same network and pyth
 `get_nll(data, n_samples=k)` is timed on the first --pythae-limit images, as users call it and
 under torch.no_grad(), next to vaekit on those same images. Prints one JSON line.
 
+With --flops the JSON also holds the work of the estimator as counted by
+torch.utils.flop_counter (floating-point operations per importance sample and per image, the
+total for k samples on all 10,000 test images) and the bf16 matrix-product rate this CPU reaches
+on its threads, so that the shortest possible wall time of the full-test NLL can be read off:
+`--model mnist-hvae --flops --limit 20 --k 100` answers in seconds.
+
 Wall-clock seconds depend on what else the machine runs: the JSON also holds the process CPU
 seconds and the load average at the start. On a machine whose cores are busy with other work, run
 with OMP_WAIT_POLICY=PASSIVE (or --threads 1): OpenMP threads that spin while waiting for a
@@ -29,6 +35,7 @@ import tempfile
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from vaekit import VAE, Trainer, TrainConfig, evaluate, load
 from vaekit.data import binarize_fixed, load_dataset
@@ -113,6 +120,36 @@ def time_vaekit(model, x, k, precision, batch_size=None, seed=0):
             "total_seconds": time.perf_counter() - t}
 
 
+def flops_of(model, x, k):
+    """Floating-point operations of log_weights on x with k samples (dense count, no pruning)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.log_weights(x, k=k)
+    return counter.get_total_flops()
+
+
+def work(model, x, k):
+    """FLOPs per importance sample and per image (the part done once whatever k), and the
+    total for k samples on the full test set."""
+    x = x[:8]
+    one, two = flops_of(model, x, 1), flops_of(model, x, 2)
+    per_sample = (two - one) / len(x)
+    per_image = one / len(x) - per_sample
+    total = FULL_TEST * (per_image + k * per_sample)
+    return {"mflop_per_sample": per_sample / 1e6, "mflop_per_image_once": per_image / 1e6,
+            "pflop_full_test": total / 1e15}
+
+
+def matmul_gflops(dtype=torch.bfloat16, n=2048, repeats=20):
+    """The matrix-product rate (GFLOP/s) of this CPU on torch's threads: the ceiling of any estimator."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def time_pythae(python, model, x, k, batch, threads):
     with tempfile.TemporaryDirectory() as tmp:
         torch.save({key: v.detach().cpu() for key, v in model.state_dict().items()}, f"{tmp}/weights.pt")
@@ -139,6 +176,8 @@ def main():
     p.add_argument("--pythae-batch", type=int, default=100, help="get_nll's batch_size (pythae's default 100)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--flops", action="store_true",
+                   help="also count the estimator's FLOPs and time this CPU's bf16 matrix products")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,6 +188,11 @@ def main():
     n = len(x)
     result = {"benchmark": "eval_speed", "k": args.k, "n": n, "threads": torch.get_num_threads(),
               "load_average": os.getloadavg()[0]}
+    if args.flops:
+        w = work(model, x, args.k)
+        w["bf16_matmul_gflops"] = matmul_gflops()
+        w["minutes_full_test_at_matmul_rate"] = w["pflop_full_test"] * 1e6 / w["bf16_matmul_gflops"] / 60
+        result["work"] = w
     for precision in args.precision:
         r = time_vaekit(model, x, args.k, precision, args.batch_size, args.seed)
         r["seconds_full_test_extrapolated"] = r["seconds"] * FULL_TEST / n

@@ -28,7 +28,8 @@ from vaekit import load
 from vaekit.data import load_dataset
 from vaekit.io import resolve_model_folder
 from vaekit.priors import fit_prior, load_prior, save_prior, saved_priors
-from vaekit.quality import compare, feature_net_for, generate, real_floor, reconstructions
+from vaekit.quality import (compare, feature_net_for, generate, real_floor, reconstructions,
+                            training_reconstructions)
 from vaekit.runs import TrainSpec, train
 
 # data name -> (train flags common to every model, epochs of the MLP models, epochs of the conv models)
@@ -136,11 +137,14 @@ def main() -> None:
             row = compare(net, real, x.reshape(n, -1))
             row.update(nll=nll, sample_seconds=time.perf_counter() - start, prior_fit_seconds=fit_seconds)
             rows[name] = row
-            if kind is None and temperature == 1.0 and f"{key} reconstructions" not in rows and key != "vqvae":
-                rows[f"{key} reconstructions"] = compare(net, real, reconstructions(model, test).reshape(len(test), -1))
-            store.write_text(json.dumps(rows, indent=2) + "\n")
             print(f"{name:<38} FID {row['fid']:8.2f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}",
                   flush=True)
+        if kind is None and key != "vqvae":  # the model's reference rows (the VQ-VAE's codes are discrete)
+            if f"{key} reconstructions" not in rows:
+                rows[f"{key} reconstructions"] = compare(net, real, reconstructions(model, test).reshape(len(test), -1))
+            if f"{key} reconstructions, training images" not in rows:
+                rows[f"{key} reconstructions, training images"] = training_reconstructions(net, model, train_set, test)
+        store.write_text(json.dumps(rows, indent=2) + "\n")
         pictures[name] = generate(model, 16, temperature=temperature, seed=1)
     print_table(rows)
     path = save_rows(pictures, tuple(test.x.shape[1:]), Path(args.runs) / "generation.png")
@@ -166,7 +170,16 @@ def save_rows(pictures: dict, shape: tuple, path: Path) -> Path:
     return path
 
 
+def in_table_order(rows: dict) -> dict:
+    """Real data first, then each model's reference rows before its sample rows."""
+    names = ["real data"]
+    for name, key, _, _ in ROWS:
+        names += [n for n in (f"{key} reconstructions", f"{key} reconstructions, training images", name) if n not in names]
+    return {n: rows[n] for n in names if n in rows} | {n: r for n, r in rows.items() if n not in names}
+
+
 def print_table(rows: dict) -> None:
+    rows = in_table_order(rows)
     first = rows["real data"]
     print(f"\n{first['n']} samples per row against the test images, on {first['features']}")
     print("| row | FID | KID | precision | recall | coverage | test NLL |")

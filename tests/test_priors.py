@@ -163,7 +163,7 @@ def run(tmp_path_factory):
 def test_train_fits_a_gmm_prior_and_measures_samples(run):
     assert saved_priors(run / "model") == ["gmm"]
     rows = json.loads((run / "sample_quality.json").read_text())
-    assert list(rows) == ["samples, gmm prior", "samples, N(0, I)", "reconstructions", "real data"]
+    assert list(rows) == ["samples, gmm prior", "samples, N(0, I)", "reconstructions", "reconstructions, training images", "real data"]
     assert rows["real data"]["precision"] > 0.8 and rows["real data"]["fid"] < rows["samples, N(0, I)"]["fid"]
     assert (run / "samples_standard.png").exists()
 
@@ -181,7 +181,7 @@ def test_prior_fit_then_sample_with_each_prior(run, tmp_path, capsys):
 def test_evaluate_samples_prints_the_reference_rows(run, capsys):
     assert main(["evaluate", str(run), "--k", "0", "--samples", "100", "--prior", "gmm", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["sample_quality"]) == {"samples, gmm prior", "samples, N(0, I)", "reconstructions", "real data"}
+    assert set(report["sample_quality"]) == {"samples, gmm prior", "samples, N(0, I)", "reconstructions", "reconstructions, training images", "real data"}
     assert report["sample_quality"]["samples, gmm prior"]["n"] == 100
 
 

@@ -61,5 +61,24 @@ def test_quality_rows_of_a_model(digits_data):
     torch.manual_seed(0)
     model = build_model("vae", (1, 8, 8), 10, 4, "gaussian", sigma=0.2)
     rows = quality_rows(model, load_dataset("digits", "test"), train=digits_data, n=200)
-    assert list(rows) == ["samples", "reconstructions", "real data"]
+    assert list(rows) == ["samples", "reconstructions", "reconstructions, training images", "real data"]
     assert rows["samples"]["n"] == 200 and rows["real data"]["n"] == 360
+
+
+def test_training_reconstructions_pair_with_the_real_data_row(digits_data):
+    """A model that reconstructs exactly scores what the real-data floor scores: same training images."""
+    from vaekit.quality import real_floor, training_reconstructions
+
+    class Exact(torch.nn.Module):
+        conditional = False
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))
+
+        def reconstruct(self, x, y=None):
+            return x
+
+    test = load_dataset("digits", "test")
+    net = feature_net_for("digits")
+    assert training_reconstructions(net, Exact(), digits_data, test, seed=3) == real_floor(net, digits_data, test, seed=3)
