@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 import vaekit
+from vaekit.atomic import atomic_write_bytes
 from vaekit.io import ALIASES_NAME, PRETRAINED_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,9 +110,7 @@ def record(name: str, measured: dict, k: int) -> None:
     """Save a measurement of the shipped weights into their results.json (the weights stay as they are)."""
     path = PRETRAINED_DIR / name / "results.json"
     row = merged(json.loads(path.read_text()), measured, k)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write_bytes(path, (json.dumps(row, indent=2) + "\n").encode())
 
 
 def _second(row: dict) -> str:
@@ -156,9 +155,7 @@ def write_results(rows: list[dict], commands: dict) -> None:
         text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + "\n\n## The MNIST likelihood table (evaluation issue)\n\n" + block + "\n"
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(RESULTS)
+    atomic_write_bytes(RESULTS, text.encode())
 
 
 def main() -> None:
