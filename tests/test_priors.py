@@ -75,6 +75,43 @@ def test_saved_diffusion_prior_gives_the_same_samples(mixture_prior, tmp_path):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_the_sampler_inverts_an_exact_denoiser(prediction):
+    """With the exact eps (or v) of a point mass at c, every DDIM step's z_0 estimate is c."""
+    prior = LatentDiffusion(latent_dim=2, timesteps=100, sample_steps=10, prediction=prediction)
+    c = torch.tensor([1.5, -0.5])
+
+    def exact(z_t, t, y=None):
+        a = prior.alpha_bar[t][:, None]  # (B, 1)
+        eps = (z_t - a.sqrt() * c) / (1 - a).sqrt()
+        return eps if prediction == "eps" else a.sqrt() * eps - (1 - a).sqrt() * c
+
+    prior.denoiser = exact
+    s = prior.sample(5, generator=torch.Generator().manual_seed(0), precision="fp32")
+    assert torch.allclose(s, c.expand(5, 2), atol=1e-4)
+
+
+def test_a_prior_saved_before_v_prediction_loads_as_eps(tmp_path):
+    """config.json files written before the `prediction` field load as what they were: eps."""
+    from vaekit.loading import load_module
+    from vaekit.priors import PRIOR_KINDS
+
+    torch.manual_seed(0)
+    old = LatentDiffusion(latent_dim=2, width=32, blocks=1, prediction="eps")
+    old.save_pretrained(tmp_path / "p")
+    meta = json.loads((tmp_path / "p" / "config.json").read_text())
+    del meta["config"]["prediction"]
+    (tmp_path / "p" / "config.json").write_text(json.dumps(meta))
+    again = load_module(tmp_path / "p", PRIOR_KINDS, "prior")
+    assert again.config.prediction == "eps"
+    a = old.sample(20, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, again.sample(20, generator=torch.Generator().manual_seed(1)))
+    LatentDiffusion(latent_dim=2, width=32, blocks=1, prediction="v").save_pretrained(tmp_path / "v")
+    assert load_module(tmp_path / "v", PRIOR_KINDS, "prior").config.prediction == "v"
+    with pytest.raises(InputError, match="prediction must be"):
+        LatentDiffusion(latent_dim=2, prediction="x0")
+
+
 def test_gmm_matches_scikit_learn():
     from sklearn.mixture import GaussianMixture
 

@@ -134,6 +134,7 @@ def _read_config(folder: Path, raw: bytes, expect, classes, what: str):
     if want is not None and kind != want:
         raise InputError(f"{folder} holds a {kind!r} {what}, not the {want!r} {what} asked for.")
     names = [f.name for f in dataclasses.fields(cls.config_class)]
+    fields = {**getattr(cls.config_class, "added_fields", {}), **fields}  # what files older than a field meant
     missing = [n for n in names if n not in fields]
     if missing:
         raise InputError(f"{where} does not give {', '.join(missing)} for its {kind!r} model; re-save the model.")
