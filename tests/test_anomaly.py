@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -131,6 +132,7 @@ def test_table_is_standardized_with_a_gaussian(table_detector, table):
     normal, held_out, odd = table
     det = table_detector
     assert det.image_shape_ is None and det.likelihood_ == "gaussian-learned" and det.sigma_ is None
+    assert det._trim() == 0.05 and math.isclose(det.model_.lik.min_log_sigma, -2.0)  # the table defaults
     np.testing.assert_allclose(det.mean_, normal.mean(0))
     np.testing.assert_allclose(det.scale_, normal.std(0))
     scores = det.anomaly_score(np.r_[held_out, odd])
@@ -186,6 +188,7 @@ def test_conv_model_on_images(digits):
     (lambda x: AnomalyDetector(target_fpr=0.1, validation_fraction=0).fit(x), "held-out"),
     (lambda x: AnomalyDetector(validation_fraction=1).fit(x), "validation_fraction"),
     (lambda x: AnomalyDetector(patience=-1).fit(x), "patience"),
+    (lambda x: AnomalyDetector(trim=1.0).fit(x), "trim must lie"),
     (lambda x: AnomalyDetector(model="conv").fit(x.reshape(len(x), -1)), "needs images"),
     (lambda x: AnomalyDetector(image_shape=(7, 7)).fit(x.reshape(len(x), -1)), "image_shape"),
     (lambda x: AnomalyDetector().fit(x[:, 0, 0]), "1-D"),

@@ -52,6 +52,8 @@ def test_likelihood_log_probs_match_formulas():
     learned = make_likelihood("gaussian-learned")(params, 1)
     assert torch.allclose(learned.mean, params[:, :6])
     assert torch.allclose(learned.stddev, params[:, 6:].exp())
+    floored = make_likelihood("gaussian-learned", min_sigma=0.5)(params, 1)
+    assert torch.allclose(floored.stddev, params[:, 6:].exp().clamp(min=0.5))
 
 
 def test_free_bits_floors_each_dimension():

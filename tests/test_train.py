@@ -149,3 +149,26 @@ def test_cosine_schedule_reaches_the_optimizer(digits_data, monkeypatch):
     cfg = TrainConfig(epochs=2, batch_size=100, lr=1e-3, lr_schedule="cosine", progress=False)
     Trainer(small_vae(), cfg).fit(digits_data.subset(slice(0, 400)))
     assert len(seen) == 8 and seen[0] == pytest.approx(1e-3) and seen[-1] == pytest.approx(1e-5)
+
+
+def test_trim_leaves_the_largest_losses_out_of_training_steps_only(digits_data):
+    """TrainConfig.trim: a training step's loss is the mean of the smallest (1 - trim) share of the
+    per-example losses; validation (eval mode) keeps them all."""
+    from vaekit.objectives import StepOutput
+
+    out = StepOutput(torch.tensor(4.0), {}, torch.tensor([1.0, 10.0, 2.0, 3.0])).trimmed(0.25)
+    assert out.loss.item() == 2.0
+    model = small_vae()
+    trainer = Trainer(model, TrainConfig(trim=0.1, progress=False, precision="fp32"))
+    x = digits_data.x[:100].float()
+    model.train()
+    step = trainer.objective(x, None, 1.0)
+    kept = torch.sort(step.per_example).values[:90]
+    assert torch.allclose(step.loss, kept.mean())
+    model.eval()
+    val = trainer.objective(x, None, 1.0)
+    assert torch.allclose(val.loss, val.per_example.mean())
+    with pytest.raises(vaekit.InputError, match="trim"):
+        TrainConfig(trim=0.1, objective="iwae")
+    with pytest.raises(vaekit.InputError, match="trim"):
+        TrainConfig(trim=1.0)

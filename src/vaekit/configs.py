@@ -25,10 +25,10 @@ SIZES = {"latent_dim", "fc_dim", "num_codes", "code_dim", "latent_channels", "hi
 WHOLE = {"input_dim", "batch_size", "k", "dataset_size"}
 COUNTS = {"flow_length", "flow_hidden", "res_blocks", "cells_per_group", "epochs", "patience", "prior_epochs",
           "limit", "seed", "blocks"}
-POSITIVE = {"sigma", "lr"}  # finite and > 0
+POSITIVE = {"sigma", "min_sigma", "lr"}  # finite and > 0
 NON_NEGATIVE = {"beta", "alpha", "gamma", "commitment", "free_bits", "warmup_epochs", "grad_clip",
                 "dead_code_threshold"}  # finite and >= 0
-UNIT = {"decay", "val_fraction", "ema"}  # in [0, 1)
+UNIT = {"decay", "val_fraction", "ema", "trim"}  # in [0, 1)
 
 
 def validate(config, flags: bool = False) -> None:

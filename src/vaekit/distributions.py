@@ -16,6 +16,8 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal, re
 from .errors import InputError
 from .precision import full_precision
 
+MIN_SIGMA = math.exp(-6.0)  # a learned Gaussian's smallest standard deviation unless told
+
 
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension, same shape as mu."""
@@ -135,7 +137,10 @@ class LearnedGaussianLikelihood(Likelihood):
 
     name = "gaussian-learned"
     params_per_value = 2
-    min_log_sigma = -6.0  # keeps the density bounded on near-constant pixels
+
+    def __init__(self, min_sigma: float = MIN_SIGMA):
+        super().__init__()
+        self.min_log_sigma = math.log(min_sigma)  # keeps the density bounded on near-constant values
 
     def _split(self, params, event_dims):
         loc, log_sigma = params.chunk(2, dim=-event_dims)  # [means | log-sigmas] along the first event dim
@@ -156,8 +161,11 @@ LIKELIHOODS = {
 }
 
 
-def make_likelihood(name: str, sigma: float = 1.0) -> Likelihood:
-    """Build a likelihood by name: 'bernoulli', 'gaussian' (fixed sigma) or 'gaussian-learned'."""
+def make_likelihood(name: str, sigma: float = 1.0, min_sigma: float = MIN_SIGMA) -> Likelihood:
+    """Build a likelihood by name: 'bernoulli', 'gaussian' (fixed `sigma`) or 'gaussian-learned'
+    (sigma predicted by the decoder, at least `min_sigma`)."""
     if name not in LIKELIHOODS:
         raise InputError(f"Unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}.")
-    return GaussianLikelihood(sigma) if name == "gaussian" else LIKELIHOODS[name]()
+    if name == "gaussian":
+        return GaussianLikelihood(sigma)
+    return LearnedGaussianLikelihood(min_sigma) if name == "gaussian-learned" else LIKELIHOODS[name]()

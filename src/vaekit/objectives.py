@@ -8,16 +8,27 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .distributions import gaussian_kl_per_dim  # noqa: F401  (re-exported: the KL lives with the Gaussians)
 
 
 @dataclass
 class StepOutput:
-    """What one training step returns: the scalar `loss` the optimizer minimises, and named
-    per-example terms (each of shape (B,)) for logs: e.g. `reconstruction`, `kl`, `elbo`."""
+    """What one training step returns: the scalar `loss` the optimizer minimises, named
+    per-example terms (each of shape (B,)) for logs: e.g. `reconstruction`, `kl`, `elbo`, and,
+    where `loss` is a mean over the batch, the per-example values (B,) it is the mean of
+    (`per_example`, what `TrainConfig.trim` trims)."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    per_example: torch.Tensor | None = None
+
+    def trimmed(self, share: float) -> "StepOutput":
+        """The same step with the `share` of its examples of largest loss left out of `loss`."""
+        if self.per_example is None:
+            raise InputError("trim needs a model whose loss is a mean over examples; this one's is not.")
+        keep = max(1, math.ceil((1 - share) * len(self.per_example)))
+        return StepOutput(torch.topk(self.per_example, keep, largest=False).values.mean(), self.terms, self.per_example)
 
 
 def vae_loss(x_recon, x, mu, logvar, beta: float = 1.0):

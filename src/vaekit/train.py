@@ -58,6 +58,8 @@ class TrainConfig:
     corrupt: str = ""  # denoising VAE: encode inputs corrupted by this spec ("gaussian:0.5"), decode the clean ones
     patience: int = 0  # stop after this many epochs without validation improvement (0: never)
     grad_clip: float = 0.0  # clip the gradient norm to this value (0: no clipping)
+    trim: float = 0.0  # share of each batch with the largest loss left out of the gradient: a fit that
+    #                    training data holding outliers do not steer (0: off; validation is untrimmed)
     ema: float = 0.0  # decay of a moving average of the weights that validation, the saved and the returned
     #                   model use (0: off; 0.999 averages over about the last thousand steps)
     seed: int = 0  # seeds the weights' noise, shuffling and binarization
@@ -72,6 +74,8 @@ class TrainConfig:
             raise InputError(f"Unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
         if self.objective not in ("elbo", "iwae"):
             raise InputError(f"Unknown objective {self.objective!r}; choose 'elbo' or 'iwae'.")
+        if self.trim and self.objective != "elbo":
+            raise InputError("trim works with the 'elbo' objective only.")
         if self.corrupt:
             parse_corruption(self.corrupt)
             if self.objective != "elbo":
@@ -122,6 +126,10 @@ class Trainer:
 
     # ---- one step --------------------------------------------------------------------------
     def objective(self, x, y, beta: float, generator: torch.Generator | None = None) -> StepOutput:
+        out = self._objective(x, y, beta, generator)
+        return out.trimmed(self.config.trim) if self.config.trim and self.model.training else out
+
+    def _objective(self, x, y, beta: float, generator: torch.Generator | None = None) -> StepOutput:
         cfg = self.config
         with self._autocast():
             if cfg.objective == "iwae":

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.distributions import Distribution
 
 from ..capabilities import Capabilities
-from ..distributions import DiagonalGaussian, StandardNormal, make_likelihood
+from ..distributions import MIN_SIGMA, DiagonalGaussian, StandardNormal, make_likelihood
 from ..errors import InputError
 from ..objectives import StepOutput, free_bits_kl
 from .core import ImageShape, Model, inference, trusted_inputs
@@ -51,7 +51,7 @@ class BaseVAE(Model):
 
     def __init__(self, config):
         super().__init__(config)
-        self.lik = make_likelihood(config.likelihood, getattr(config, "sigma", 1.0))
+        self.lik = make_likelihood(config.likelihood, getattr(config, "sigma", 1.0), getattr(config, "min_sigma", MIN_SIGMA))
         self.latent_prior: nn.Module | None = None  # None: p(z) = N(0, I); see set_prior
 
     # ---- what a family defines -------------------------------------------------------------
@@ -197,8 +197,8 @@ class BaseVAE(Model):
             units = self.kl_units(draw).reshape(x.shape[0], -1)  # (B, U)
             kl = units.sum(-1)
             charged, extra = self.penalty(draw, units, free_bits)
-        loss = (beta * charged - rec).mean()
-        return StepOutput(loss, {"reconstruction": -rec, "kl": kl, "elbo": rec - kl, **extra})
+        per_example = beta * charged - rec  # (B,)
+        return StepOutput(per_example.mean(), {"reconstruction": -rec, "kl": kl, "elbo": rec - kl, **extra}, per_example)
 
     def elbo(self, x, y=None, n_samples: int = 1, noise=None) -> torch.Tensor:
         """Per-example ELBO (nats), averaged over `n_samples` posterior samples; shape (B,).

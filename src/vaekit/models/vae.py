@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn as nn
 
+from ..distributions import MIN_SIGMA
 from ..nets import mlp
 from ..capabilities import Capabilities
 from .base import BaseVAE
@@ -20,7 +22,10 @@ class VAEConfig:
     hidden_dims: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
     likelihood: str = "bernoulli"  # p(x|z): 'bernoulli', 'gaussian' or 'gaussian-learned'
     sigma: float = 1.0  # standard deviation of a fixed-variance Gaussian likelihood
+    min_sigma: float = MIN_SIGMA  # the smallest standard deviation a 'gaussian-learned' decoder may predict
     image_shape: tuple[int, ...] | None = None  # (C, H, W) for pictures of flat examples, if images
+
+    added_fields: ClassVar[dict] = {"min_sigma": MIN_SIGMA}  # what models saved before these fields used
 
     def __post_init__(self):
         self.hidden_dims = tuple(self.hidden_dims)

@@ -16,8 +16,8 @@ from .store import check_kind
 DIFFUSION_STEPS = 24000  # optimizer steps of the diffusion prior by default, whatever the data size
 DIFFUSION_BATCH = 256
 DIFFUSION_EMA = 0.9995  # the prior samples with a moving average of its weights over about 2000 steps
-#  (MNIST codes of mnist-mlp, classifier FID by 50 DDIM steps: 0.72 at 12,000 steps without the average,
-#   0.65 with it, 0.51 at 24,000 steps with it; benchmarks/RESULTS.md)
+#  (MNIST codes of mnist-mlp, classifier FID by 50 DDIM steps, eps prediction: 0.72 at 12,000 steps without
+#   the average, 0.65 with it, 0.51 at 24,000 steps with it; v prediction at 24,000: 0.42; benchmarks/RESULTS.md)
 
 
 def model_codes(model, data, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
