@@ -100,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data/odds")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one (default 0)")
     parser.add_argument("--sets", nargs="*", default=list(SETS))
     parser.add_argument("--detectors", nargs="*", default=list(DETECTORS), help="which detectors to run")
     parser.add_argument("--vaekit", nargs="*", default=[], metavar="KEY=VALUE",
@@ -127,7 +128,7 @@ def main() -> None:
     for name in args.sets:
         mat = loadmat(Path(args.data_dir) / f"{name}.mat")
         X, y = mat["X"].astype(np.float64), mat["y"].ravel().astype(int)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             x_tr, x_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, random_state=seed)
             mean, std = x_tr.mean(0), x_tr.std(0)
             std[std == 0] = 1
@@ -156,7 +157,7 @@ def main() -> None:
         f"{np.mean([np.mean(precision[s][d]) for s in args.sets]):.3f}" for d in names) + " |")
     print("| average rank | " + " | ".join(f"{r:.2f}" for r in ranks.mean(0)) + " |")
     print("| seconds | " + " | ".join(f"{seconds[d]:.0f}" for d in names) + " |")
-    print(f"\n{args.seeds} seeds, {time.perf_counter() - start:.0f} s in all")
+    print(f"\n{args.seeds} seeds ({args.first_seed}-{args.first_seed + args.seeds - 1}), {time.perf_counter() - start:.0f} s in all")
 
 
 if __name__ == "__main__":

@@ -306,9 +306,9 @@ def test_cli_table_from_csv(tmp_path, table, capsys):
     np.savetxt(tmp_path / "new.csv", np.r_[held_out[:20], odd[:5]], delimiter=",", header=header, comments="")
     run = tmp_path / "tab"
     assert main(["anomaly", "fit", str(tmp_path / "normal.csv"), "--out", str(run), "--epochs", "60",
-                 "--latent-dim", "2", "--target-fpr", "0.05", "--score", "recon", "--no-progress"]) == 0
+                 "--latent-dim", "2", "--target-fpr", "0.05", "--score", "recon", "--no-progress", "--trim", "0"]) == 0
     info = json.loads((run / "run.json").read_text())
-    assert info["args"]["target_fpr"] == 0.05
+    assert info["args"]["target_fpr"] == 0.05 and AnomalyDetector.load(run).trim == 0
     capsys.readouterr()
     assert main(["anomaly", "score", str(run), str(tmp_path / "new.csv")]) == 0
     scored = run / "score-new"
@@ -335,6 +335,7 @@ def test_cli_scores_an_image_folder_by_file_name(tmp_path, digits):
 @pytest.mark.parametrize("argv, message", [
     (["anomaly", "score", "{tmp}"], "not a saved anomaly detector"),
     (["anomaly", "fit", "digits", "--contamination", "0.9", "--out", "{tmp}/x"], "contamination"),
+    (["anomaly", "fit", "digits", "--trim", "1.5", "--out", "{tmp}/x"], "trim must lie"),
     (["anomaly", "fit", "digits", "--contamination", "0.1", "--target-fpr", "0.1", "--out", "{tmp}/x"], "not both"),
     (["anomaly", "fit", "{tmp}/missing.npy"], "does not exist"),
     (["anomaly", "fit", "digits", "--normal-label", "12", "--out", "{tmp}/x"], "label 12"),

@@ -126,6 +126,7 @@ class Trainer:
 
     # ---- one step --------------------------------------------------------------------------
     def objective(self, x, y, beta: float, generator: torch.Generator | None = None) -> StepOutput:
+        """The step's loss on a batch: `config.trim` trims it in training mode only."""
         out = self._objective(x, y, beta, generator)
         return out.trimmed(self.config.trim) if self.config.trim and self.model.training else out
 

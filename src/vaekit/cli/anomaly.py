@@ -98,7 +98,7 @@ def cmd_fit(args):
         batch_size=args.batch_size, lr=args.lr, beta=args.beta, likelihood=args.likelihood, sigma=args.sigma,
         contamination=args.contamination if args.contamination is not None else 0.05, target_fpr=args.target_fpr,
         validation_fraction=args.validation_fraction, patience=args.patience, n_samples=args.n_samples, seed=args.seed,
-        device=args.device, progress=not args.no_progress,
+        device=args.device, progress=not args.no_progress, trim=args.trim,
     )
     det._check_params()  # bad settings fail before a folder is made
     out = _choose_out(args)
@@ -218,6 +218,9 @@ def add_anomaly_parser(subparsers) -> None:
     f.add_argument("--validation-fraction", type=float, default=0.2,
                    help="share of the data held out to pick the best epoch and for --target-fpr (default 0.2)")
     f.add_argument("--n-samples", type=int, default=10, help="posterior samples per score (default 10)")
+    f.add_argument("--trim", type=float, help="share of each training batch with the largest loss left out of "
+                                              "training, against outliers in the training data (default 0.05 for "
+                                              "tables, 0 for images; 0 when the training data are clean)")
     flags.data_dir(f)
     flags.limit(f, "use only the first N examples (before --normal-label)")
     flags.seed(f)

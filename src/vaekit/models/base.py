@@ -51,7 +51,8 @@ class BaseVAE(Model):
 
     def __init__(self, config):
         super().__init__(config)
-        self.lik = make_likelihood(config.likelihood, getattr(config, "sigma", 1.0), getattr(config, "min_sigma", MIN_SIGMA))
+        self.lik = make_likelihood(config.likelihood, getattr(config, "sigma", 1.0),
+                                   getattr(config, "min_sigma", MIN_SIGMA))
         self.latent_prior: nn.Module | None = None  # None: p(z) = N(0, I); see set_prior
 
     # ---- what a family defines -------------------------------------------------------------

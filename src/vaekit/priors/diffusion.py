@@ -12,8 +12,9 @@ own choice, and what priors saved before the field existed used):
 On the chapter VAE's MNIST codes v gave a classifier FID of 0.42 against 0.51 for eps (24,000
 steps, 50 DDIM steps; benchmarks/RESULTS.md). Sampling is DDIM's deterministic sampler (Song et
 al. 2021) over `sample_steps` evenly spaced steps. The denoiser is an MLP of residual blocks with a
-sinusoidal time embedding (and a class embedding for a conditional model's codes). It is a `Model`, so the same Trainer fits it, keeping a moving
-average of its weights (`TrainConfig.ema`) that is what samples.
+sinusoidal time embedding (and a class embedding for a conditional model's codes). It is a
+`Model`, so the same Trainer fits it, keeping a moving average of its weights (`TrainConfig.ema`)
+that is what samples.
 """
 
 from __future__ import annotations
