@@ -232,6 +232,22 @@ def test_table_detector_round_trip_keeps_standardization(table_detector, table, 
     np.testing.assert_allclose(back.anomaly_score(odd), table_detector.anomaly_score(odd), rtol=1e-6)
 
 
+def test_a_table_detector_saved_before_trim_and_min_sigma_loads_as_it_was(table_detector, table, tmp_path):
+    """detector.json without `trim` and a model config.json without `min_sigma`: an untrimmed
+    detector whose decoder keeps the old e^-6 floor."""
+    _, _, odd = table
+    folder = table_detector.save(tmp_path / "old")
+    state = json.loads((folder / "detector.json").read_text())
+    del state["params"]["trim"]
+    (folder / "detector.json").write_text(json.dumps(state))
+    meta = json.loads((folder / "model" / "config.json").read_text())
+    del meta["config"]["min_sigma"]
+    (folder / "model" / "config.json").write_text(json.dumps(meta))
+    back = AnomalyDetector.load(folder)
+    assert back.trim == 0.0 and math.isclose(back.model_.lik.min_log_sigma, -6.0)
+    assert np.isfinite(back.anomaly_score(odd)).all()
+
+
 def test_pictures(fitted, table_detector, digits, table, tmp_path):
     x, y = digits
     path = save_error_maps(fitted, x[:100], tmp_path / "flagged.png", n=5)
