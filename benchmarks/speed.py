@@ -77,9 +77,9 @@ def vae_loss(x_recon, x, mu, logvar):
     return recon + (-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
 
 
-def chapter_loop(model, images, epochs, flat, device):
+def chapter_loop(model, images, epochs, flat, device, optimizer=None):
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
     dataloader = torch.utils.data.DataLoader(images, batch_size=128, shuffle=True)
     for _ in range(epochs):
         for batch in dataloader:

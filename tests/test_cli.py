@@ -31,6 +31,24 @@ def test_resume_continues_to_more_epochs(run):
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
 
 
+def test_ema_flag_reaches_the_trainer(tmp_path, monkeypatch):
+    import vaekit.train
+
+    seen = []
+    real = vaekit.train.Trainer.__init__
+
+    def spy(self, model, config=None, *args, **kwargs):
+        seen.append(config.ema)
+        real(self, model, config, *args, **kwargs)
+
+    monkeypatch.setattr(vaekit.train.Trainer, "__init__", spy)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--ema", "0.9", "--fit-prior", "none", "--out", str(out), "--no-progress"]) == 0
+    assert seen == [0.9]
+    import json
+    assert json.loads((out / "run.json").read_text())["args"]["ema"] == 0.9
+
+
 @pytest.mark.parametrize("command, picture", [
     (["sample", "--n", "16"], "sample_seed0.png"),  # not the run's own samples.png
     (["reconstruct", "--n", "8"], "reconstruct.png"),
@@ -48,6 +66,7 @@ def test_commands_on_a_run(run, tmp_path, capsys, command, picture):
     (["train", "--model", "nope", "--epochs", "1"], "Unknown model"),
     (["train", "--data", "{missing}", "--epochs", "1"], "missing"),
     (["sample", "{missing}"], "No model"),
+    (["train", "--ema", "1.5", "--epochs", "1"], "ema"),
 ])
 def test_bad_input_exits_2_with_one_sentence(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

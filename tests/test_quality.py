@@ -6,7 +6,7 @@ import torch
 from vaekit.data import load_dataset
 from vaekit.errors import InputError
 from vaekit.features import FEATURE_SETS, accuracy, load_feature_net, train_feature_net
-from vaekit.quality import compare, feature_net_for, quality_rows
+from vaekit.quality import compare, compare_features, feature_net_for, quality_rows
 
 
 def test_shipped_feature_networks():
@@ -27,6 +27,15 @@ def test_a_set_against_itself_is_perfect():
     row = compare(load_feature_net("digits"), x, x)
     assert abs(row["fid"]) < 1e-6 and row["precision"] == 1.0 and row["recall"] == 1.0
     assert row["classes_seen"] == 10
+
+
+def test_one_pass_gives_the_features_and_classes_of_separate_passes():
+    x = load_dataset("digits", "test").x
+    net = load_feature_net("digits")
+    features, classes = net.features_and_classes(x, batch_size=7)  # uneven batches
+    torch.testing.assert_close(features, net.features(x, batch_size=1000))
+    assert torch.equal(classes, net(x).argmax(1))
+    assert compare_features(net, net.features(x[:100]), x[100:]) == compare(net, x[:100], x[100:])
 
 
 def test_noise_is_far_from_digits():

@@ -43,10 +43,15 @@ def feature_net_for(data_name: str, features=None) -> FeatureNet:
 
 def compare(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict:
     """The metrics of images `fake` against images `real` on the features of `net`."""
-    fr, ff = net.features(real), net.features(fake)
+    return compare_features(net, net.features(real), fake, seed)
+
+
+def compare_features(net: FeatureNet, fr: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict:
+    """`compare` with the real images' features `fr` (N, fc_dim) computed once for many rows."""
+    ff, classes = net.features_and_classes(fake)
     kid, kid_se = kernel_distance(fr, ff, seed=seed)
     precision, recall = precision_recall(fr, ff)
-    cover = class_coverage(net.predict(fake), net.config.num_classes)
+    cover = class_coverage(classes, net.config.num_classes)
     return {"fid": frechet_distance(fr, ff), "kid": kid, "kid_se": kid_se, "precision": precision, "recall": recall,
             "coverage": cover["entropy"], "classes_seen": cover["classes_seen"], "n": len(fake),
             "features": f"vaekit's {net.name} classifier features"}
@@ -86,7 +91,7 @@ def quality_rows(model, test, train=None, n: int | None = None, features=None, t
     if getattr(model, "image_shape", None) is None:
         raise InputError("Sample quality is measured on images; this model's examples are table rows.")
     net = feature_net_for(test.name, features)
-    real = test.x.float().reshape(len(test), -1)
+    fr = net.features(test.x.float())  # (N, fc_dim), shared by every row
     n = n or len(test)
 
     def samples():
@@ -94,15 +99,15 @@ def quality_rows(model, test, train=None, n: int | None = None, features=None, t
 
     fitted = getattr(model, "fitted_prior", None)
     if fitted is None:
-        rows = {"samples": compare(net, real, samples(), seed)}
+        rows = {"samples": compare_features(net, fr, samples(), seed)}
     else:
-        rows = {f"samples, {fitted.model_type} prior": compare(net, real, samples(), seed)}
+        rows = {f"samples, {fitted.model_type} prior": compare_features(net, fr, samples(), seed)}
         with without_fitted_prior(model):
-            rows["samples, N(0, I)"] = compare(net, real, samples(), seed)
-    rows["reconstructions"] = compare(net, real, reconstructions(model, test).reshape(len(test), -1), seed)
+            rows["samples, N(0, I)"] = compare_features(net, fr, samples(), seed)
+    rows["reconstructions"] = compare_features(net, fr, reconstructions(model, test).reshape(len(test), -1), seed)
     if train is not None:
-        rows["reconstructions, training images"] = training_reconstructions(net, model, train, test, seed)
-        rows["real data"] = real_floor(net, train, test, seed)
+        rows["reconstructions, training images"] = training_reconstructions(net, model, train, test, seed, fr)
+        rows["real data"] = real_floor(net, train, test, seed, fr)
     return rows
 
 
@@ -125,13 +130,13 @@ def training_subset(train, test, seed: int = 0):
     return train.subset(pick)
 
 
-def real_floor(net: FeatureNet, train, test, seed: int = 0) -> dict:
-    """Training images (as many as the test set) against the test images."""
-    images = training_subset(train, test, seed).x
-    return compare(net, test.x.float().reshape(len(test), -1), images.float().reshape(len(images), -1), seed)
+def real_floor(net: FeatureNet, train, test, seed: int = 0, fr: torch.Tensor | None = None) -> dict:
+    """Training images (as many as the test set) against the test images (features `fr` if given)."""
+    fr = net.features(test.x.float()) if fr is None else fr
+    return compare_features(net, fr, training_subset(train, test, seed).x.float(), seed)
 
 
-def training_reconstructions(net: FeatureNet, model, train, test, seed: int = 0) -> dict:
+def training_reconstructions(net: FeatureNet, model, train, test, seed: int = 0, fr: torch.Tensor | None = None) -> dict:
     """The model's reconstructions of real_floor's training images against the test images."""
-    recon = reconstructions(model, training_subset(train, test, seed))
-    return compare(net, test.x.float().reshape(len(test), -1), recon.reshape(len(recon), -1), seed)
+    fr = net.features(test.x.float()) if fr is None else fr
+    return compare_features(net, fr, reconstructions(model, training_subset(train, test, seed)), seed)

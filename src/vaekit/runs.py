@@ -62,6 +62,7 @@ class TrainSpec:
     lr: float = 1e-3
     lr_schedule: str = "constant"
     grad_clip: float = 0.0  # clip the gradient norm to this (0: no clipping)
+    ema: float = 0.0  # decay of the weight average the saved model holds (0: none)
     warmup_epochs: float = 0.0
     free_bits: float = 0.0
     binarize: bool = False
@@ -176,7 +177,7 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
                         **model_options)
     config = TrainConfig(
         epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, lr_schedule=spec.lr_schedule,
-        grad_clip=spec.grad_clip,
+        grad_clip=spec.grad_clip, ema=spec.ema,
         beta=1.0 if spec.beta is None else spec.beta, warmup_epochs=spec.warmup_epochs, free_bits=spec.free_bits,
         objective=spec.objective, k=spec.k, binarize=spec.binarize, corrupt=spec.corrupt or "",
         patience=spec.patience, seed=spec.seed, progress=not spec.no_progress, device=spec.device,

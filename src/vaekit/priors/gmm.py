@@ -63,19 +63,30 @@ class GaussianMixturePrior(nn.Module):
     def fit(cls, codes: torch.Tensor, components: int | None = None, seed: int = 0) -> "GaussianMixturePrior":
         """Fit to codes (N, L), at most MAX_CODES of them (a random subset); `components` None
         chooses among COMPONENT_CHOICES by the BIC."""
-        from sklearn.mixture import GaussianMixture
+        from concurrent.futures import ThreadPoolExecutor
 
-        z = codes.detach().cpu().double().numpy()
+        from sklearn.mixture import GaussianMixture
+        from threadpoolctl import threadpool_limits
+
+        z = codes.detach().cpu().float().numpy()  # float32 EM: half the time of float64, the same BIC choices
         if len(z) > MAX_CODES:
             z = z[np.random.default_rng(seed).choice(len(z), MAX_CODES, replace=False)]
         choices = [components] if components else \
             [k for k in COMPONENT_CHOICES if k == 1 or k * MIN_CODES_PER_COMPONENT <= len(z)]
-        fits = [GaussianMixture(k, covariance_type="full", reg_covar=1e-5, random_state=seed).fit(z) for k in choices]
+
+        def fit(k):
+            return GaussianMixture(k, covariance_type="full", reg_covar=1e-5, random_state=seed).fit(z)
+
+        # the candidates side by side, one per thread torch may use, largest first (numpy releases the
+        # GIL), each with a one-thread BLAS (two-thread BLAS in two workers took 2.3x longer)
+        workers = max(1, min(torch.get_num_threads(), len(choices)))
+        with ThreadPoolExecutor(workers) as pool, threadpool_limits(1 if workers > 1 else None, user_api="blas"):
+            fits = list(pool.map(fit, sorted(choices, reverse=True)))
         best = min(fits, key=lambda g: g.bic(z))
         prior = cls(GaussianMixtureConfig(latent_dim=z.shape[1], components=best.n_components))
         prior.logits.copy_(torch.from_numpy(np.log(best.weights_)))
         prior.means.copy_(torch.from_numpy(best.means_))
-        prior.scale_tril.copy_(torch.linalg.cholesky(torch.from_numpy(best.covariances_)))
+        prior.scale_tril.copy_(torch.linalg.cholesky(torch.from_numpy(best.covariances_).double()))
         return prior
 
     def config_dict(self) -> dict:
