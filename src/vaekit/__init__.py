@@ -2,9 +2,6 @@
 
 from .version import __version__
 
-from .applications import detect_anomaly
-from .applications.detector import AnomalyDetector
-from .applications import augment, denoise, psnr
 from .errors import InputError
 from .evaluate import evaluate
 from .io import save_pretrained
@@ -15,6 +12,18 @@ from .models import (
 from .quantize import VectorQuantizer
 from .train import Trainer, TrainConfig
 from .objectives import KLWarmup, StepOutput, vae_loss
+
+_APPLICATIONS = ("detect_anomaly", "AnomalyDetector", "augment", "denoise", "psnr")
+
+
+def __getattr__(name):
+    """The applications on first use (see vaekit.applications: they import scikit-learn)."""
+    if name in _APPLICATIONS:
+        from . import applications
+
+        return getattr(applications, name)
+    raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
+
 
 __all__ = [
     "__version__", "Autoencoder", "VAE", "ConvVAE", "CVAE", "BaseVAE", "FlowVAE", "ConvFlowVAE", "BetaTCVAE", "VQVAE", "HierarchicalVAE",

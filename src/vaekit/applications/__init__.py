@@ -1,9 +1,19 @@
-"""Uses of a trained VAE: anomaly detection, data augmentation, denoising."""
+"""Uses of a trained VAE: anomaly detection, data augmentation, denoising.
 
-from .anomaly import detect_anomaly
-from .detector import AnomalyDetector, save_error_maps
-from .pyod_style import PyODDetector
-from .augment import augment, pseudo_label, save_npz
-from .denoise import denoise, psnr
+The names load on first use, so that importing the package (as every `vaekit` command does) does
+not import scikit-learn, which the detector is built on (1.7 s).
+"""
 
-__all__ = ["detect_anomaly", "AnomalyDetector", "PyODDetector", "save_error_maps", "augment", "pseudo_label", "save_npz", "denoise", "psnr"]
+import importlib
+
+_HOME = {"detect_anomaly": "anomaly", "AnomalyDetector": "detector", "save_error_maps": "detector",
+         "PyODDetector": "pyod_style", "augment": "augment", "pseudo_label": "augment", "save_npz": "augment",
+         "denoise": "denoise", "psnr": "denoise"}  # name -> the module that defines it
+
+__all__ = list(_HOME)
+
+
+def __getattr__(name):
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

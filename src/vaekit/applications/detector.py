@@ -28,12 +28,11 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import InputError, InputTypeError
+from .choices import DEFAULT_LATENT_DIM, DEFAULT_SCORING, DETECTOR_MODELS, SCORES
 from ..objectives import log_mean_exp
 
-SCORES = ("elbo", "nll", "recon")
 GRAD_CLIP = 10.0  # gradient-norm clip: heavy-tailed tables (ODDS shuttle) drove a learned-variance decoder to NaN
 SCORE_BATCH = 256  # rows per scoring pass (fixed: see AnomalyDetector._batches)
-DETECTOR_MODELS = ("vae", "conv")  # the families a detector is built from
 # Standardized table values are clipped here. A column that barely varies in the training rows
 # (a pixel that is almost always 0) puts a new value hundreds of standard deviations out, where the
 # VAE's ELBO overflows to -inf (seen on 8x8 digits with one digit's images as training data);
@@ -105,7 +104,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     history_ (training log), calibration_scores_ (the scores the threshold was taken from).
     """
 
-    def __init__(self, model: str = "vae", scoring: str = "nll", latent_dim: int = 40, epochs: int | None = None,
+    def __init__(self, model: str = "vae", scoring: str = DEFAULT_SCORING, latent_dim: int = DEFAULT_LATENT_DIM, epochs: int | None = None,
                  batch_size: int = 128, lr: float = 1e-3, beta: float = 1.0, likelihood: str | None = None,
                  sigma: float | None = None, image_shape=None, contamination: float = 0.05,
                  target_fpr: float | None = None, validation_fraction: float = 0.2, patience: int = 20,

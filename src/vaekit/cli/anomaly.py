@@ -186,7 +186,7 @@ def cmd_score(args):
 # ---- the parser ---------------------------------------------------------------------------------
 def add_anomaly_parser(subparsers) -> None:
     """Add `anomaly fit` and `anomaly score` to the `vaekit` command's subparsers."""
-    from ..applications.detector import DETECTOR_MODELS, SCORES, AnomalyDetector
+    from ..applications.choices import DEFAULT_LATENT_DIM, DEFAULT_SCORING, DETECTOR_MODELS, SCORES
 
     p = subparsers.add_parser(
         "anomaly", help="fit an anomaly detector on normal data, then score new data",
@@ -203,10 +203,10 @@ def add_anomaly_parser(subparsers) -> None:
     f.add_argument("data", help="normal data: digits, mnist, fashion-mnist, a .npy/.npz/.csv file or an image folder")
     f.add_argument("--normal-label", type=int, help="labelled data: train on this class only (the normal one)")
     f.add_argument("--model", choices=DETECTOR_MODELS, default="vae", help="vae (MLP, default) or conv (images only)")
-    f.add_argument("--score", choices=SCORES, default=AnomalyDetector().scoring,
+    f.add_argument("--score", choices=SCORES, default=DEFAULT_SCORING,
                    help="nll: importance-sampled negative log-likelihood (default); elbo: negative ELBO; "
                         "recon: squared reconstruction error")
-    flags.model_size(f, "KL weight (default 1)", beta_default=1.0, latent_default=AnomalyDetector().latent_dim)
+    flags.model_size(f, "KL weight (default 1)", beta_default=1.0, latent_default=DEFAULT_LATENT_DIM)
     flags.optimizer(f, "passes over the data (default: about 2000 optimizer steps)", 20,
                     "stop after N epochs without held-out improvement (default 20; 0: never)")
     flags.likelihood(f, "p(x|z) (default: gaussian for images, gaussian-learned for tables)")
