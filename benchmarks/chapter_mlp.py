@@ -45,7 +45,9 @@ def main():
                 model.train()
                 chapter_loop(model, train, 1, True, torch.device("cpu"), optimizer)
                 seconds += time.perf_counter() - t0
+                rng = torch.get_rng_state()  # test_nelbo seeds its own draws; training's stream goes on after it
                 nelbo = test_nelbo(model, test, True)
+                torch.set_rng_state(rng)
                 log.write(json.dumps({"epoch": epoch, "train_seconds": round(seconds, 2),
                                       "test_nelbo": round(nelbo, 3)}) + "\n")
                 log.flush()

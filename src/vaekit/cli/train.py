@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--prior-epochs", type=int, default=10, help="epochs of the vqvae's PixelCNN prior (default 10)")
     p.add_argument("--fit-prior", choices=FIT_PRIOR_CHOICES, default="gmm",
                    help="prior fitted to the codes after training, for the samples: gmm (default; seconds for digits, "
-                        "about 1.5 minutes for MNIST), "
+                        "about 20 s for MNIST on two cores), "
                         "diffusion (a latent diffusion model, minutes) or none (sample from N(0, I))")
     p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="training bound (default elbo)")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
