@@ -6,11 +6,13 @@ not import scikit-learn, which the detector is built on (1.7 s).
 
 import importlib
 
-_HOME = {"detect_anomaly": "anomaly", "AnomalyDetector": "detector", "save_error_maps": "detector",
-         "PyODDetector": "pyod_style", "augment": "augment", "pseudo_label": "augment", "save_npz": "augment",
-         "denoise": "denoise", "psnr": "denoise"}  # name -> the module that defines it
+from .augment import augment, pseudo_label, save_npz  # named like their modules: bound here, not lazily
+from .denoise import denoise, psnr
 
-__all__ = list(_HOME)
+_HOME = {"detect_anomaly": "anomaly", "AnomalyDetector": "detector", "save_error_maps": "detector",
+         "PyODDetector": "pyod_style"}  # name -> the module that defines it, imported on first use
+
+__all__ = [*_HOME, "augment", "pseudo_label", "save_npz", "denoise", "psnr"]
 
 
 def __getattr__(name):
