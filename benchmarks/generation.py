@@ -28,7 +28,7 @@ from vaekit import load
 from vaekit.data import load_dataset
 from vaekit.io import resolve_model_folder
 from vaekit.priors import fit_prior, load_prior, save_prior, saved_priors
-from vaekit.quality import (compare, feature_net_for, generate, real_floor, reconstructions,
+from vaekit.quality import (compare_features, feature_net_for, generate, real_floor, reconstructions,
                             training_reconstructions)
 from vaekit.runs import TrainSpec, train
 
@@ -116,13 +116,13 @@ def main() -> None:
     train_set = load_dataset(args.data, "train", data_dir=args.data_dir)
     test = load_dataset(args.data, "test", data_dir=args.data_dir)
     net = feature_net_for(args.data)
-    real = test.x.reshape(len(test), -1)
+    fr = net.features(test.x.float().reshape(len(test), -1))  # the test images' features, once for every row
     n = args.samples or len(test)
     store = Path(args.runs) / "rows.json"
     rows = {} if args.fresh or not store.exists() else json.loads(store.read_text())
     pictures = {}
     if "real data" not in rows:
-        rows["real data"] = real_floor(net, train_set, test)
+        rows["real data"] = real_floor(net, train_set, test, fr=fr)
     pictures["real data"] = test.x[:16]
     for name, key, kind, temperature in ROWS:
         if args.only and not any(w in name for w in args.only) or args.skip and any(w in name for w in args.skip):
@@ -134,16 +134,16 @@ def main() -> None:
         if name not in rows:
             start = time.perf_counter()
             x = generate(model, n, temperature=temperature)
-            row = compare(net, real, x.reshape(n, -1))
+            row = compare_features(net, fr, x.reshape(n, -1))
             row.update(nll=nll, sample_seconds=time.perf_counter() - start, prior_fit_seconds=fit_seconds)
             rows[name] = row
             print(f"{name:<38} FID {row['fid']:8.2f}  precision {row['precision']:.3f}  recall {row['recall']:.3f}",
                   flush=True)
         if kind is None and key != "vqvae":  # the model's reference rows (the VQ-VAE's codes are discrete)
             if f"{key} reconstructions" not in rows:
-                rows[f"{key} reconstructions"] = compare(net, real, reconstructions(model, test).reshape(len(test), -1))
+                rows[f"{key} reconstructions"] = compare_features(net, fr, reconstructions(model, test).reshape(len(test), -1))
             if f"{key} reconstructions, training images" not in rows:
-                rows[f"{key} reconstructions, training images"] = training_reconstructions(net, model, train_set, test)
+                rows[f"{key} reconstructions, training images"] = training_reconstructions(net, model, train_set, test, fr=fr)
         store.write_text(json.dumps(rows, indent=2) + "\n")
         pictures[name] = generate(model, 16, temperature=temperature, seed=1)
     print_table(rows)
