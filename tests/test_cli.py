@@ -49,6 +49,32 @@ def test_ema_flag_reaches_the_trainer(tmp_path, monkeypatch):
     assert json.loads((out / "run.json").read_text())["args"]["ema"] == 0.9
 
 
+def test_init_he_starts_the_decoder_at_the_data_mean_and_is_saved(tmp_path, monkeypatch):
+    import torch
+    import vaekit
+    import vaekit.train
+    from vaekit.data import load_dataset
+
+    started = []
+    real = vaekit.train.Trainer.fit
+
+    def spy(self, train, *args, **kwargs):
+        started.append(self.model.decoder[-1].bias.detach().clone())  # before the first step
+        return real(self, train, *args, **kwargs)
+
+    monkeypatch.setattr(vaekit.train.Trainer, "fit", spy)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--init", "he", "--val-fraction", "0", "--fit-prior", "none",
+                 "--out", str(out), "--no-progress"]) == 0
+    digits = load_dataset("digits", "train")
+    mean = vaekit.load(out).check_input(digits.x).mean(0)  # gaussian likelihood: the bias is the mean itself
+    assert torch.allclose(started[0], mean, atol=1e-5)
+    assert vaekit.load(out).config.init == "he"
+    with pytest.raises(SystemExit) as bad:
+        main(["train", "--epochs", "1", "--init", "glorot", "--out", str(tmp_path / "bad"), "--no-progress"])
+    assert bad.value.code == 2
+
+
 @pytest.mark.parametrize("command, picture", [
     (["sample", "--n", "16"], "sample_seed0.png"),  # not the run's own samples.png
     (["reconstruct", "--n", "8"], "reconstruct.png"),

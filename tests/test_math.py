@@ -100,3 +100,51 @@ def test_log_likelihood_invariant_to_chunking(trained_small_vae):
     b = model.log_likelihood(x[:50], k=600, chunk=137)
     assert a.dtype == torch.float64
     assert torch.allclose(a.mean(), b.mean(), atol=0.05)
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "gaussian", "gaussian-learned"])
+def test_constant_params_decode_to_the_given_mean(name):
+    lik = make_likelihood(name)
+    mean = torch.tensor([0.01, 0.3, 0.5, 0.97])
+    params = lik.constant_params(mean).unsqueeze(0)  # (1, params_per_value * 4)
+    assert params.shape == (1, lik.params_per_value * 4)
+    assert torch.allclose(lik.mean(params, 1)[0], mean, atol=1e-6)
+    if name == "bernoulli":  # never-lit pixels get a finite logit
+        assert torch.isfinite(lik.constant_params(torch.tensor([0.0, 1.0]))).all()
+
+
+def test_init_output_bias_makes_the_untrained_decoder_predict_the_data_mean():
+    torch.manual_seed(0)
+    x = torch.rand(500, 12) ** 2  # pixel means far from 0.5
+    model = VAE(12, 3, hidden_dims=(16,), init="he")
+    model.init_output_bias(x)
+    with torch.no_grad():
+        model.decoder[-1].weight.zero_()  # the bias alone decides the output
+    assert torch.allclose(model.decode(torch.randn(7, 3)), x.mean(0).expand(7, -1), atol=1e-5)
+
+
+def test_mlp_init_keeps_activations_at_unit_scale():
+    """He-normal layers before ReLUs, LeCun-normal before the output: the second moment of the
+    activations stays about 1 from layer to layer (PyTorch's default halves it at every layer)."""
+    from vaekit.nets import mlp
+
+    torch.manual_seed(0)
+    net = mlp([512, 512, 512, 512, 512], final_activation=False, init="he")
+    h = torch.randn(4000, 512)  # E[h^2] = 1
+    for layer in net:
+        h = layer(h)
+        if isinstance(layer, torch.nn.ReLU):
+            assert 0.85 < h.pow(2).mean().item() < 1.15  # pre-activation variance 2, halved by the ReLU
+    assert 0.85 < h.pow(2).mean().item() < 1.15  # the output layer: unit variance
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in net if isinstance(m, torch.nn.Linear))
+
+
+def test_default_init_is_pytorchs_and_leaves_the_output_bias_alone():
+    torch.manual_seed(0)
+    a = VAE(12, 3, hidden_dims=(16,))
+    torch.manual_seed(0)
+    b = torch.nn.Linear(12, 16)  # the first layer, drawn by PyTorch's default
+    assert torch.equal(a.encoder[0].weight, b.weight)
+    before = a.decoder[-1].bias.clone()
+    a.init_output_bias(torch.rand(10, 12))
+    assert torch.equal(a.decoder[-1].bias, before)

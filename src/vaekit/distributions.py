@@ -88,6 +88,10 @@ class Likelihood(nn.Module):
         """The distribution's mean in data space: what `decode` returns."""
         raise NotImplementedError
 
+    def constant_params(self, mean: torch.Tensor) -> torch.Tensor:
+        """Flat decoder output (params_per_value * D,) whose distribution has mean `mean` (D,)."""
+        return mean
+
     def check(self, x: torch.Tensor) -> None:
         """Raise InputError if x is outside this likelihood's support."""
         if not torch.isfinite(x).all():
@@ -105,6 +109,9 @@ class BernoulliLikelihood(Likelihood):
 
     def mean(self, params, event_dims):
         return torch.sigmoid(params)
+
+    def constant_params(self, mean):
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))  # pixels that are always 0 get logit 1e-3, not -inf
 
     def check(self, x):
         super().check(x)
@@ -152,6 +159,9 @@ class LearnedGaussianLikelihood(Likelihood):
 
     def mean(self, params, event_dims):
         return self._split(params, event_dims)[0]
+
+    def constant_params(self, mean):
+        return torch.cat([mean, torch.zeros_like(mean)])  # [means | log-sigmas of 0]: sigma 1
 
 
 LIKELIHOODS = {

@@ -4,16 +4,39 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-def mlp(dims: list[int], final_activation: bool = True) -> nn.Sequential:
-    """Linear layers between consecutive `dims` with ReLU after each (and after the last if asked)."""
+@torch.no_grad()
+def init_linear(layer: nn.Linear, relu: bool) -> nn.Linear:
+    """Normal weights of variance 2 / fan_in (He) for a layer that feeds a ReLU, 1 / fan_in (LeCun)
+    for one that does not; zero biases. Keeps activations at unit scale from layer to layer, which
+    takes the chapter's MLP VAE about 1.4 nats further in 5 MNIST epochs than PyTorch's default
+    uniform init (benchmarks/RESULTS.md, time to quality)."""
+    nn.init.normal_(layer.weight, std=math.sqrt((2.0 if relu else 1.0) / layer.in_features))
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+INITS = ("torch", "he")  # PyTorch's default uniform weights, or init_linear's
+
+
+def linear(a: int, b: int, relu: bool = False, init: str = "torch") -> nn.Linear:
+    """nn.Linear(a, b), with init_linear's weights when `init` is "he"."""
+    layer = nn.Linear(a, b)
+    return init_linear(layer, relu) if init == "he" else layer
+
+
+def mlp(dims: list[int], final_activation: bool = True, init: str = "torch") -> nn.Sequential:
+    """Linear layers between consecutive `dims` with ReLU after each (and after the last if asked);
+    `init`: "torch" (PyTorch's default) or "he" (init_linear)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
-        if final_activation or i < len(dims) - 2:
+        relu = final_activation or i < len(dims) - 2
+        layers.append(linear(a, b, relu, init))
+        if relu:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 

@@ -175,6 +175,8 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
     torch.manual_seed(spec.seed)
     model = build_model(fam.name, shape, data.num_classes, spec.latent_dim, spec.likelihood, sigma=spec.sigma,
                         **model_options)
+    if not spec.resume:
+        model.init_output_bias(train_set.x)  # for models whose init asks for it (--init he)
     config = TrainConfig(
         epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, lr_schedule=spec.lr_schedule,
         grad_clip=spec.grad_clip, ema=spec.ema,

@@ -27,7 +27,7 @@ from ..distributions import diagonal_gaussian
 from ..errors import InputError
 from ..objectives import free_bits_kl
 from .registry import Option, register
-from .vae import VAE, VAEConfig
+from .vae import INIT_OPTION, VAE, VAEConfig
 
 ESTIMATORS = ("stratified", "mws")
 
@@ -104,7 +104,7 @@ class BetaTCVAEConfig(VAEConfig):
 
 
 @register(summary="beta-TCVAE, a total-correlation penalty",
-          options=(Option("--tc-weight", "beta", float, "weight of the total correlation (default 6)"),),
+          options=(Option("--tc-weight", "beta", float, "weight of the total correlation (default 6)"), INIT_OPTION),
           tiny={"hidden_dims": (32,), "dataset_size": 1797})
 class BetaTCVAE(VAE):
     """BetaTCVAE(input_dim, latent_dim, alpha=1, beta=6, gamma=1): the MLP VAE with the beta-TC loss.

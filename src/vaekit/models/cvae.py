@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from .registry import register
-from .vae import VAE, VAEConfig
+from .vae import INIT_OPTION, VAE, VAEConfig
 
 
 @dataclass
@@ -18,7 +18,7 @@ class CVAEConfig(VAEConfig):
     hidden_dims: tuple[int, ...] = (256,)  # the chapter's CVAE has one hidden layer of 256
 
 
-@register(summary="conditional on the class label", tiny={"hidden_dims": (32,)})
+@register(summary="conditional on the class label", options=(INIT_OPTION,), tiny={"hidden_dims": (32,)})
 class CVAE(VAE):
     """CVAE(input_dim, latent_dim, num_classes): q(z|x, y) and p(x|z, y), y one-hot or integer."""
 

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..flows import FLOWS, FlowPosterior, build_flows
 from .registry import Option, register
 from .conv import ConvVAE, ConvVAEConfig
-from .vae import VAE, VAEConfig
+from .vae import INIT_OPTION, VAE, VAEConfig
 
 
 @dataclass
@@ -89,7 +89,7 @@ FLOW_OPTIONS = (
 TINY_FLOW = {"flow_length": 2, "flow_hidden": 16}
 
 
-@register(summary="flow posterior, IAF or planar", options=FLOW_OPTIONS,
+@register(summary="flow posterior, IAF or planar", options=FLOW_OPTIONS + (INIT_OPTION,),
           tiny={"hidden_dims": (32,), **TINY_FLOW})
 class FlowVAE(FlowPosteriorMixin, VAE):
     """FlowVAE(input_dim, latent_dim, flow='iaf', flow_length=4): the MLP VAE with a flow posterior."""
