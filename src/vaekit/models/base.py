@@ -73,20 +73,6 @@ class BaseVAE(Model):
     def set_dataset_size(self, n: int) -> None:
         """Told the number of training examples before training (families that need it override)."""
 
-    def output_bias(self) -> torch.Tensor | None:
-        """The decoder's last bias when it holds one parameter per decoded value and the model's init
-        asks for it to start at the data's mean (else None)."""
-        return None
-
-    @torch.no_grad()
-    def init_output_bias(self, x) -> None:
-        """Set output_bias so that the untrained decoder predicts the mean of the examples `x` for
-        every code (a data-dependent init for a fresh model; nothing for decoders without one)."""
-        bias = self.output_bias()
-        if bias is not None:
-            mean = self.check_input(x).float().mean(0).flatten()  # (D,)
-            bias.copy_(self.lik.constant_params(mean))
-
     # ---- the chapter's API -----------------------------------------------------------------
     def encode(self, x, y=None):
         """(mu, logvar) of q(z|x), each (B, latent_dim). A single unbatched example gives (latent_dim,)."""

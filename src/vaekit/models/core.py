@@ -29,6 +29,20 @@ class Model(nn.Module):
         validate(config)  # types and ranges, before any network is built
         self.config = config
 
+    def output_bias(self) -> torch.Tensor | None:
+        """The decoder's last bias when it holds one parameter per decoded value and the model's init
+        asks for it to start at the data's mean (else None)."""
+        return None
+
+    @torch.no_grad()
+    def init_output_bias(self, x) -> None:
+        """Set output_bias so that the untrained decoder predicts the mean of the examples `x` for
+        every code (a data-dependent init for a fresh model; nothing for decoders without one)."""
+        bias = self.output_bias()
+        if bias is not None:
+            mean = self.check_input(x).float().mean(0).flatten()  # (D,)
+            bias.copy_(self.lik.constant_params(mean))
+
     @property
     def conditional(self) -> bool:
         """True when encode/decode/sample take class labels y."""
