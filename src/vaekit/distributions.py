@@ -111,7 +111,7 @@ class BernoulliLikelihood(Likelihood):
         return torch.sigmoid(params)
 
     def constant_params(self, mean):
-        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))  # pixels that are always 0 get logit 1e-3, not -inf
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))  # pixels that are always 0 get logit(1e-3), not -inf
 
     def check(self, x):
         super().check(x)

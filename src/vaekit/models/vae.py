@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-
 from ..distributions import MIN_SIGMA
 from ..errors import InputError
 from ..nets import INITS, linear, mlp
