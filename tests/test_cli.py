@@ -75,6 +75,38 @@ def test_init_he_starts_the_decoder_at_the_data_mean_and_is_saved(tmp_path, monk
     assert bad.value.code == 2
 
 
+def test_init_from_starts_at_the_saved_weights(run, tmp_path, monkeypatch, capsys):
+    import torch
+    import vaekit
+    import vaekit.train
+
+    started = []
+    real = vaekit.train.Trainer.fit
+
+    def spy(self, train, *args, **kwargs):
+        started.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})  # before the first step
+        return real(self, train, *args, **kwargs)
+
+    monkeypatch.setattr(vaekit.train.Trainer, "fit", spy)
+    saved = vaekit.load(run / "model").state_dict()
+    out = tmp_path / "warm"
+    assert main(["train", "--epochs", "1", "--latent-dim", "4", "--init-from", str(run), "--fit-prior", "none",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert started[0].keys() == saved.keys()
+    assert all(torch.equal(started[0][k], saved[k]) for k in saved)
+    assert not torch.equal(vaekit.load(out).state_dict()["decoder.0.weight"], saved["decoder.0.weight"])  # trained on
+    capsys.readouterr()
+    for argv, says in ((["--latent-dim", "8"], "(latent_dim)"), (["--model", "conv", "--latent-dim", "4"], "a ConvVAE")):
+        assert main(["train", "--epochs", "1", "--init-from", str(run), "--out", str(tmp_path / "bad"),
+                     "--no-progress", *argv]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "give the" in err
+        assert not (tmp_path / "bad").exists()
+    assert main(["train", "--epochs", "1", "--init-from", str(tmp_path / "nothing"), "--out", str(tmp_path / "bad"),
+                 "--no-progress"]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("command, picture", [
     (["sample", "--n", "16"], "sample_seed0.png"),  # not the run's own samples.png
     (["reconstruct", "--n", "8"], "reconstruct.png"),

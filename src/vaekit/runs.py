@@ -80,6 +80,7 @@ class TrainSpec:
     out: str | None = None  # None: runs/DATA-MODEL, numbered if it exists
     resume: bool = False
     overwrite: bool = False
+    init_from: str | None = None  # a saved model (folder or pretrained name) whose weights the run starts from
 
     def record(self) -> dict:
         """The settings run.json keeps (flat, family options beside the others)."""
@@ -175,7 +176,9 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
     torch.manual_seed(spec.seed)
     model = build_model(fam.name, shape, data.num_classes, spec.latent_dim, spec.likelihood, sigma=spec.sigma,
                         **model_options)
-    if not spec.resume:
+    if spec.init_from and not spec.resume:
+        start_from_saved(model, spec.init_from)
+    elif not spec.resume:
         model.init_output_bias(train_set.x)  # for models whose init asks for it (--init he)
     config = TrainConfig(
         epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, lr_schedule=spec.lr_schedule,
@@ -342,6 +345,22 @@ def resumed_spec(out: Path, spec: TrainSpec, given: set | None = None, say=print
         say("Resuming with " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changes.items())
             + " (the other settings as the run started).")
     return resumed
+
+
+def start_from_saved(model, source: str) -> None:
+    """Copy the weights of the saved model `source` into `model`, which must be the same family
+    with the same config (the run's flags must build the architecture that was saved)."""
+    from .loading import load
+
+    saved = load(source, prior="standard")
+    if type(saved) is not type(model):
+        raise InputError(f"--init-from {source} holds a {type(saved).__name__}, but these flags build a "
+                         f"{type(model).__name__}; give the --model it was trained as.")
+    if saved.config != model.config:
+        differ = [k for k, v in model.config_dict().items() if saved.config_dict().get(k) != v]
+        raise InputError(f"--init-from {source} was saved with other settings than these flags give "
+                         f"({', '.join(differ)}); give the flags it was trained with.")
+    model.load_state_dict(saved.state_dict())
 
 
 def family_options(spec: TrainSpec) -> dict:

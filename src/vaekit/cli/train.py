@@ -69,6 +69,9 @@ def add_parser(sub) -> None:
     flags.out(p, "run folder (default runs/DATA-MODEL, numbered if it exists)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     flags.overwrite(p)
+    p.add_argument("--init-from", metavar="MODEL", help="start from the weights of a saved model (a model or run "
+                                                        "folder, or a pretrained name) instead of fresh ones; the "
+                                                        "other flags must build its architecture")
     flags.no_progress(p)
     p.set_defaults(func=cmd_train)
     DEFAULTS.update({a.dest: a.default for a in p._actions if a.dest != "help"})
