@@ -49,13 +49,12 @@ def test_cli_samples_and_evaluates_a_pretrained_name(tmp_path, mnist_dir, capsys
     assert report["n"] == 5 and report["nll"] <= report["nelbo"]
 
 
-def test_mnist_best_is_the_row_with_the_lowest_nll_on_the_images_every_row_has():
+def test_mnist_best_is_the_lowest_nll_on_the_full_test_set():
     from vaekit.io import pretrained_aliases
 
     best = pretrained_aliases()["mnist-best"]
     rows = {n: json.loads((PRETRAINED_DIR / n / "results.json").read_text()) for n in NAMES}
-    assert all(r["n"] == 10000 for r in rows.values())  # so mnist-best is chosen on the full test set
-    nll = {n: r["nll"] for n, r in rows.items()}
+    nll = {n: r["nll"] for n, r in rows.items() if r["n"] == 10000}  # only rows measured on all 10,000 compete
     assert nll[best] == min(nll.values())
     a, b = vaekit.load("mnist-best"), vaekit.load(best)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
