@@ -10,8 +10,9 @@ vaekit.evaluate does, and cut into parts of --part images. Each part's per-image
 log-weight (the k-sample ELBO) are written, atomically, to STORE/MODEL-kK-PRECISION/START-STOP.json;
 a run skips the parts already there, so stopping at any time loses at most the part in progress.
 Part i draws its importance samples with seed = its first image's index. --summary combines the
-parts (mean and standard error over the images, as vaekit.evaluate reports them); with --record and
-all images done, it saves the row into the shipped results.json as likelihood.py --record does.
+parts (mean and standard error over the images, as vaekit.evaluate reports them); --record saves
+the row into the shipped results.json as likelihood.py --record does, with the number of images
+done so far (the parts must be the first images without a gap, so a partial row is the first N).
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ def summary(args) -> dict:
         raise SystemExit(f"no parts in {parts_dir(args)} yet; run without --summary first.")
     nll = torch.tensor([-v for p in parts for v in p["log_px"]], dtype=torch.float64)
     nelbo = torch.tensor([-v for p in parts for v in p["mean_log_weight"]], dtype=torch.float64)
+    ends = [0] + [p["stop"] for p in parts]  # sorted by file name, i.e. by first image
+    prefix = all(p["start"] == end for p, end in zip(parts, ends))  # images 0..n-1 with no gap
     first = [p for p in parts if p["stop"] <= PAIRED]
     row = {"n": nll.numel(), "k": args.k, "nll": nll.mean().item(), "nll_se": nll.std().item() / math.sqrt(nll.numel()),
            "nelbo": nelbo.mean().item(), "eval_seconds": sum(p["seconds"] for p in parts),
-           "precision": args.precision, "parts": len(parts)}
+           "precision": args.precision, "parts": len(parts), "prefix": prefix}
     if sum(p["stop"] - p["start"] for p in first) == PAIRED:
         row["nll_first_500"] = -sum(v for p in first for v in p["log_px"]) / PAIRED
     return row
@@ -93,7 +96,7 @@ def main() -> None:
     p.add_argument("--max-parts", type=int, help="stop after evaluating this many parts")
     p.add_argument("--store", default=str(STORE), help="where the parts are kept")
     p.add_argument("--summary", action="store_true", help="evaluate nothing: combine the parts done so far")
-    p.add_argument("--record", action="store_true", help="with --summary and all images done: save into results.json")
+    p.add_argument("--record", action="store_true", help="save the row into results.json (the first N images, N = those done)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,9 +105,10 @@ def main() -> None:
     row = summary(args)
     print(json.dumps(row))
     if args.record:
-        if row["n"] != 10000:
-            raise SystemExit(f"--record needs all 10,000 test images; {row['n']} are done.")
-        record(args.model, row, args.k)
+        if not row["prefix"]:
+            raise SystemExit("--record needs the parts done to be the first test images without a gap; "
+                             "run the missing earlier parts first.")
+        record(args.model, {k: v for k, v in row.items() if k != "prefix"}, args.k)
 
 
 if __name__ == "__main__":
