@@ -2,6 +2,7 @@
 
     python benchmarks/likelihood_parts.py --data-dir ../shared/data/mnist --model mnist-hvae --threads 1
     python benchmarks/likelihood_parts.py --data-dir ../shared/data/mnist --model mnist-hvae --summary --record
+    python benchmarks/likelihood_parts.py --model mnist-hvae-long --summary --against mnist-hvae
 
 For a model whose k = 5000 evaluation of the whole test set takes longer than a working session
 (`mnist-hvae`: 2.2 s per image at k = 5000 in bf16 on one thread of this CPU, so about 6 hours for
@@ -13,6 +14,8 @@ Part i draws its importance samples with seed = its first image's index. --summa
 parts (mean and standard error over the images, as vaekit.evaluate reports them); --record saves
 the row into the shipped results.json as likelihood.py --record does, with the number of images
 done so far (the parts must be the first images without a gap, so a partial row is the first N).
+--against OTHER pairs the per-image NLLs with OTHER's parts (same k, precision and images, hence the
+same binarized bits): the mean difference, its standard error and on how many images this model wins.
 """
 
 from __future__ import annotations
@@ -85,6 +88,21 @@ def summary(args) -> dict:
     return row
 
 
+def paired(args, other: str) -> dict:
+    """This model's NLL minus OTHER's on the images both have parts for (negative: this one is better)."""
+    mine = {i: v for p in map(json.loads, map(Path.read_text, parts_dir(args).glob("*.json")))
+            for i, v in zip(range(p["start"], p["stop"]), p["log_px"])}
+    theirs_dir = Path(args.store) / f"{other}-k{args.k}-{args.precision}"
+    theirs = {i: v for p in map(json.loads, map(Path.read_text, theirs_dir.glob("*.json")))
+              for i, v in zip(range(p["start"], p["stop"]), p["log_px"])}
+    common = sorted(mine.keys() & theirs.keys())
+    if not common:
+        raise SystemExit(f"no images evaluated for both {args.model} and {other} at k = {args.k} ({args.precision}).")
+    diff = torch.tensor([theirs[i] - mine[i] for i in common], dtype=torch.float64)  # NLL(this) - NLL(other)
+    return {"against": other, "n": len(common), "nll_difference": diff.mean().item(),
+            "se": diff.std().item() / math.sqrt(len(common)), "better_on": int((diff < 0).sum())}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="mnist-hvae", help="a shipped model's name or a model folder")
@@ -97,6 +115,7 @@ def main() -> None:
     p.add_argument("--store", default=str(STORE), help="where the parts are kept")
     p.add_argument("--summary", action="store_true", help="evaluate nothing: combine the parts done so far")
     p.add_argument("--record", action="store_true", help="save the row into results.json (the first N images, N = those done)")
+    p.add_argument("--against", metavar="MODEL", help="also print the paired NLL difference to MODEL's parts on the same images")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,6 +123,8 @@ def main() -> None:
         run_parts(args)
     row = summary(args)
     print(json.dumps(row))
+    if args.against:
+        print(json.dumps(paired(args, args.against)))
     if args.record:
         if not row["prefix"]:
             raise SystemExit("--record needs the parts done to be the first test images without a gap; "
