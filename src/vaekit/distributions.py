@@ -76,6 +76,7 @@ class Likelihood(nn.Module):
 
     name: str = ""
     params_per_value: int = 1  # decoder channels needed per data value
+    closed_form_mean: bool = True  # False: `mean` draws (an autoregressive likelihood), no graph can trace it
 
     def forward(self, params: torch.Tensor, event_dims: int) -> Distribution:
         raise NotImplementedError

@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from .atomic import atomic_write_bytes
+from .distributions import BernoulliLikelihood
 from .errors import InputError
 from .models.core import inference
 
@@ -54,7 +55,7 @@ def _examples(model, n: int = 3):
     """Inputs for tracing and checking: (decoder inputs, encoder inputs), labels one-hot."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, *model.data_shape, generator=gen)
-    if model.lik.name == "bernoulli":
+    if isinstance(model.lik, BernoulliLikelihood):
         x = x.round()
     if model.capabilities.latent == "codes":
         codes = torch.randint(model.config.num_codes, (n, *model.grid_size), generator=gen)
@@ -110,6 +111,10 @@ def export_onnx(model, folder) -> dict:
         "encoder": (_Encoder(model), enc_in, ["x", "y"] if model.conditional else ["x"],
                     ["codes"] if codes else (["z"] if model.capabilities.posterior == "point" else ["mu", "logvar"])),
     }
+    if not model.lik.closed_form_mean:
+        del graphs["decoder"]
+        report["decoder"] = ("not exported: its autoregressive likelihood draws the pixels one at a time, "
+                             "a loop a traced graph cannot hold")
     model = copy.deepcopy(model).float().cpu()  # the caller's model keeps its dtype and device
     with inference(model):
         for name, (module, inputs, names, outputs) in graphs.items():

@@ -193,7 +193,7 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
         _prepare_folder(out, spec)
         if stats is not None:
             stats.save(out)
-        lik = spec.likelihood + (f" (sigma {spec.sigma:g})" if spec.likelihood == "gaussian" else "")
+        lik = model.lik.name + (f" (sigma {spec.sigma:g})" if spec.likelihood == "gaussian" else "")
         procs = f", {world} processes" if world > 1 else ""
         procs += f", {threads} CPU thread{'s' if threads > 1 else ''} ({why})" if trainer.device.type == "cpu" else ""
         say(f"Training {spec.model} on {data.name} ({len(train_set)} train / {len(val) if val else 0} val examples, "

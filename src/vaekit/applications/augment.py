@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..distributions import InputError
+from ..distributions import BernoulliLikelihood, InputError
 from ..atomic import atomic_write_bytes
 
 __all__ = ["augment", "pseudo_label", "PseudoLabels", "spread_labels", "save_npz"]
@@ -165,7 +165,7 @@ def _around(model, x, y, n, temperature, decoded, seed, batch_size):
             if decoded == "detail":
                 delta = new.reshape(len(xc), n, *new.shape[1:]) - model.decode(mu, yc)[:, None]  # (B, n, ...)
                 new = (xc[:, None] + delta).reshape(new.shape)
-                if model.lik.name == "bernoulli":
+                if isinstance(model.lik, BernoulliLikelihood):
                     new = new.clamp(0, 1)
             parts.append(new.cpu())
     x_new = torch.cat(parts) if parts else xb.new_zeros((0, *xb.shape[1:])).cpu()

@@ -42,8 +42,10 @@ from ..nets import padded_size
 from ..precision import full_precision
 from .base import BaseVAE, Draw
 from .core import ImageShape
-from .registry import register
+from .registry import Option, register
+from ..pixel_likelihood import PixelCNNLikelihood
 
+PIXEL_CONTEXT = 16  # decoder values per pixel that the autoregressive likelihood reads
 LOG_SCALE_BOUND = 5.0  # log standard deviations of every latent Gaussian stay within (-5, 5)
 
 
@@ -83,6 +85,9 @@ class HierarchicalVAEConfig:
     squeeze_excitation: bool = True  # squeeze-and-excitation gate at the end of each residual cell
     likelihood: str = "bernoulli"  # p(x|z): 'bernoulli', 'gaussian' or 'gaussian-learned'
     sigma: float = 1.0  # standard deviation of a fixed-variance Gaussian likelihood
+    pixel_window: int = 0  # odd size >= 3: Bernoulli pixels that also depend on the pixels before them
+    #                        within this window (vaekit.pixel_likelihood); 0: independent pixels
+    pixel_channels: int = 32  # width of that autoregressive layer
 
     def __post_init__(self):
         size = self.image_size
@@ -100,6 +105,12 @@ class HierarchicalVAEConfig:
             )
         if min(self.latent_channels, self.hidden_channels, *self.image_size) < 1 or self.cells_per_group < 0:
             raise InputError("latent_channels, hidden_channels and image_size must be positive and cells_per_group >= 0.")
+        if self.pixel_window and (self.pixel_window < 3 or self.pixel_window % 2 != 1) or self.pixel_channels < 1:
+            raise InputError(f"pixel_window must be 0 (independent pixels) or an odd size of at least 3 (got "
+                             f"{self.pixel_window}), and pixel_channels positive.")
+        if self.pixel_window and self.likelihood != "bernoulli":
+            raise InputError(f"An autoregressive decoder (pixel_window={self.pixel_window}) models binary pixels; "
+                             f"use the bernoulli likelihood, not {self.likelihood!r}, or pixel_window=0.")
 
 
 class TopDownGroup(nn.Module):
@@ -118,6 +129,8 @@ class TopDownGroup(nn.Module):
 
 
 @register(summary="hierarchical, top-down inference", data="image", uses_latent_dim=False,
+          options=(Option("--pixel-window", "pixel_window", int, "odd window of earlier pixels that each pixel's "
+                          "probability also reads: an autoregressive Bernoulli decoder (default 0: independent pixels)"),),
           tiny={"groups_per_scale": (1, 1), "hidden_channels": 8, "latent_channels": 2})
 class HierarchicalVAE(ImageShape, BaseVAE):
     """HierarchicalVAE(groups_per_scale=(2, 2), hidden_channels=32, ...): spatial latent groups
@@ -134,6 +147,8 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         config = config or HierarchicalVAEConfig(**kwargs)
         super().__init__(config)
         c, ch, lc = config.in_channels, config.hidden_channels, config.latent_channels
+        if config.pixel_window:
+            self.lik = PixelCNNLikelihood(c, PIXEL_CONTEXT, config.pixel_channels, config.pixel_window)
         n_scales = len(config.groups_per_scale)
         self.padded = tuple(padded_size(s, n_scales) for s in config.image_size)
         # (h, w) of the latent maps at each scale, coarsest first: 1/2**S, ..., 1/2 of the padded image
