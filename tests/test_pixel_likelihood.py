@@ -143,3 +143,18 @@ def test_cli_trains_a_pixel_decoder_and_refuses_bad_windows(tmp_path, capsys):
         assert main([*argv[:3], *bad, "--epochs", "1", "--limit", "64", "--out", str(tmp_path / "bad"),
                      "--no-progress"]) == 2
         assert "pixel_window" in capsys.readouterr().err
+
+
+def test_models_saved_before_the_pixel_fields_load_with_independent_pixels(tmp_path):
+    import json
+
+    model = tiny(pixel_window=0)
+    model.save_pretrained(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    meta = json.loads(path.read_text())
+    for name in ("pixel_window", "pixel_channels"):
+        del meta["config"][name]
+    path.write_text(json.dumps(meta))
+    loaded = vaekit.load(tmp_path / "old")
+    assert loaded.config.pixel_window == 0 and loaded.lik.name == "bernoulli"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -29,7 +29,7 @@ The chapter's API speaks of the top group: `encode` gives its (mu, logvar) flatt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -88,6 +88,8 @@ class HierarchicalVAEConfig:
     pixel_window: int = 0  # odd size >= 3: Bernoulli pixels that also depend on the pixels before them
     #                        within this window (vaekit.pixel_likelihood); 0: independent pixels
     pixel_channels: int = 32  # width of that autoregressive layer
+
+    added_fields: ClassVar[dict] = {"pixel_window": 0, "pixel_channels": 32}  # what models saved before these fields used
 
     def __post_init__(self):
         size = self.image_size
