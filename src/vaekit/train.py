@@ -232,9 +232,12 @@ class Trainer:
                 if validate:
                     row.update({f"val_{k}": v for k, v in self.evaluate(xv, yv, row["beta"]).items()})
                 monitored = row.get("val_loss", row["train_loss"])
-                improved = self.dist.broadcast_flag(monitored < state["best"])
+                # losses under different KL weights (a warm-up) do not compare: the first epoch at a new beta
+                # is the best so far, so the saved model is never one from early in a warm-up
+                comparable = state.get("best_beta") == row["beta"]
+                improved = self.dist.broadcast_flag(not comparable or monitored < state["best"])
                 if improved:
-                    state["best"], state["stale"] = monitored, 0
+                    state["best"], state["best_beta"], state["stale"] = monitored, row["beta"], 0
                     best_weights = copy.deepcopy(model.state_dict())
                     if self.rank == 0 and self.out_dir is not None:
                         model.save_pretrained(self.out_dir / "model")
