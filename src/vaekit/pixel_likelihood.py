@@ -53,10 +53,25 @@ class ConditionalPixelCNN(nn.Module):
         self.out = nn.Conv2d(channels + context_channels, in_channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        a = self.neighbours(x) + self.cond(context)  # (B, channels, H, W)
+        return self.head(self.neighbours(x), context)
+
+    def head(self, near: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Logits (..., C, H, W) from the window's features `near` = neighbours(x) (..., channels, H, W)
+        and the context (..., K, H, W); their batch dims broadcast, so the posterior samples of one
+        image share its window features.
+
+        The per-pixel layers are 1x1 convolutions applied as products over the channels-last view
+        (the same weights; about 1.7x faster on CPUs than conv2d on 28 x 28 maps), and the output
+        layer is split into its [a | context] halves instead of concatenating them.
+        """
+        c = context.movedim(-3, -1)  # (..., H, W, K)
+        a = F.linear(c, self.cond.weight.flatten(1), self.cond.bias) + near.movedim(-3, -1)  # (..., H, W, channels)
         for cell in self.cells:
-            a = a + cell(F.silu(a))
-        return self.out(F.silu(torch.cat([a, context], dim=1)))  # (B, C, H, W)
+            a = a + F.linear(F.silu(a), cell.weight.flatten(1), cell.bias)
+        w = self.out.weight.flatten(1)  # (C, channels + K)
+        split = a.shape[-1]
+        logits = F.linear(F.silu(a), w[:, :split]) + F.linear(F.silu(c), w[:, split:], self.out.bias)
+        return logits.movedim(-1, -3)  # (..., C, H, W)
 
 
 class PixelCNNBernoulli(Distribution):
@@ -70,11 +85,12 @@ class PixelCNNBernoulli(Distribution):
         super().__init__(context.shape[:-3], torch.Size((net.in_channels, *context.shape[-2:])), validate_args=False)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of every pixel given the pixels of x before it; batch_shape + event_shape, float32."""
-        shape = self.batch_shape + self.event_shape
-        x = x.expand(shape).reshape(-1, *self.event_shape)  # (N, C, H, W)
-        context = self.context.reshape(-1, *self.context.shape[-3:])  # (N, K, H, W)
-        return self.net(x.to(context.dtype), context).float().reshape(shape)
+        """Logits of every pixel given the pixels of x before it; x broadcasts against batch_shape
+        (its window is computed once per image it holds), the result float32."""
+        x = x.to(self.context.dtype)
+        near = self.net.neighbours(x.reshape(-1, *self.event_shape))  # (images in x, channels, H, W)
+        near = near.reshape(*x.shape[:-3], *near.shape[1:])
+        return self.net.head(near, self.context).float()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """log p(x | c) in nats, shape batch_shape (grey values in [0, 1] are scored by the same cross-entropy)."""
@@ -123,6 +139,11 @@ class PixelCNNLikelihood(BernoulliLikelihood):
         super().__init__()
         self.params_per_value = context_channels
         self.net = ConditionalPixelCNN(in_channels, context_channels * in_channels, channels, window)
+
+    def __call__(self, params, event_dims):
+        """The distribution over the decoder's context map in the decoder's precision (a network
+        runs on it); log_prob is float32."""
+        return nn.Module.__call__(self, params, event_dims)
 
     def forward(self, params, event_dims):
         return PixelCNNBernoulli(self.net, params)

@@ -347,7 +347,8 @@ class HierarchicalVAE(ImageShape, BaseVAE):
     def log_px(self, draw: Draw, x, y=None) -> torch.Tensor:
         """log p(x|z) from the decoder output the top-down pass computed, (n, B)."""
         n = draw.z.shape[0]
-        return self.lik(draw.params, len(self.data_shape)).log_prob(repeat_samples(x, n)).view(n, -1)
+        params = draw.params.view(n, -1, *draw.params.shape[1:])  # (n, B, ...): sample-major rows
+        return self.lik(params, len(self.data_shape)).log_prob(x)  # x (B, ...) broadcast over the samples
 
     def log_prior(self, draw: Draw) -> torch.Tensor:
         """sum_i log p(z_i | z_<i), (n, B)."""
