@@ -76,7 +76,8 @@ class Likelihood(nn.Module):
 
     name: str = ""
     params_per_value: int = 1  # decoder channels needed per data value
-    closed_form_mean: bool = True  # False: `mean` draws (an autoregressive likelihood), no graph can trace it
+    factorised: bool = True  # False: each value also depends on the values before it (autoregressive):
+    #                          no per-value density, and `mean` draws, so no graph can trace it
 
     def forward(self, params: torch.Tensor, event_dims: int) -> Distribution:
         raise NotImplementedError

@@ -111,7 +111,7 @@ def export_onnx(model, folder) -> dict:
         "encoder": (_Encoder(model), enc_in, ["x", "y"] if model.conditional else ["x"],
                     ["codes"] if codes else (["z"] if model.capabilities.posterior == "point" else ["mu", "logvar"])),
     }
-    if not model.lik.closed_form_mean:
+    if not model.lik.factorised:
         del graphs["decoder"]
         report["decoder"] = ("not exported: its autoregressive likelihood draws the pixels one at a time, "
                              "a loop a traced graph cannot hold")

@@ -207,7 +207,7 @@ def importance_log_likelihood(model, x, y=None, k: int = 5000, batch_size: int |
     n, k, device = x.shape[0], max(int(k), 1), x.device
     batch_size, chunk = _batching(n, k, batch_size, chunk)
     # one softplus per pixel holds for independent Bernoulli pixels only (not an autoregressive subclass)
-    binary = type(model.lik) is BernoulliLikelihood and bool(((x == 0) | (x == 1)).all())
+    binary = isinstance(model.lik, BernoulliLikelihood) and model.lik.factorised and bool(((x == 0) | (x == 1)).all())
     starts = range(0, n, batch_size)
     bar = tqdm(total=n * k, desc=f"NLL (k={k})", unit="sample", unit_scale=True, disable=not progress, leave=False)
     if fast:

@@ -133,7 +133,7 @@ class PixelCNNLikelihood(BernoulliLikelihood):
     """
 
     name = "bernoulli-pixelcnn"
-    closed_form_mean = False
+    factorised = False
 
     def __init__(self, in_channels: int, context_channels: int = 16, channels: int = 32, window: int = 5):
         super().__init__()
