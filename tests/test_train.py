@@ -148,6 +148,19 @@ def test_cosine_schedule_runs_from_lr_to_a_hundredth():
         TrainConfig(lr_schedule="step")
 
 
+def test_trapezoid_schedule_rises_holds_and_falls_to_zero():
+    from vaekit.train import TRAPEZOID_FALL, TRAPEZOID_RISE, learning_rate
+
+    cfg, total = TrainConfig(lr=3e-3, lr_schedule="trapezoid"), 1000
+    rates = [learning_rate(cfg, s, total) for s in range(total)]
+    rise, fall = int(TRAPEZOID_RISE * total), int((1 - TRAPEZOID_FALL) * total)
+    assert 0 < rates[0] < rates[1] < rates[rise // 2] < 3e-3  # linear warm-up, the first step not wasted
+    assert rates[rise // 2] == pytest.approx(3e-3 * (rise // 2 + 1) / rise)
+    assert all(r == 3e-3 for r in rates[rise:fall])  # flat at lr in between
+    assert all(a > b for a, b in zip(rates[fall + 1:], rates[fall + 2:]))  # then strictly down
+    assert rates[-1] == 0.0 and rates[(fall + total) // 2] == pytest.approx(1.5e-3, rel=0.01)
+
+
 def test_cosine_schedule_reaches_the_optimizer(digits_data, monkeypatch):
     seen = []
     original = torch.optim.Adam.step

@@ -40,8 +40,7 @@ class WeightAverage:
     def update(self, step: int) -> None:
         """Move the average towards the weights after optimizer step `step` (0 for the first)."""
         weight = 1.0 - min(self.decay, (1.0 + step) / (10.0 + step))
-        for avg, p in zip(self.average, self.params):
-            avg.lerp_(p.detach(), weight)
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], weight)  # one call for all tensors
 
     @contextmanager
     @torch.no_grad()

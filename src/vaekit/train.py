@@ -38,7 +38,8 @@ from .models.core import trusted_inputs
 from .objectives import KLWarmup, StepOutput, iwae_loss
 
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "trapezoid")
+TRAPEZOID_RISE, TRAPEZOID_FALL = 0.03, 0.3  # shares of the steps: linear warm-up from 0, linear decay to 0
 LOG_EVERY = 10.0  # seconds between per-epoch lines without a terminal
 DIVERGED = 1e10  # nats per example beyond which no model is learning (MNIST is about 100)
 
@@ -48,7 +49,8 @@ class TrainConfig:
     epochs: int = 10  # passes over the training data
     batch_size: int = 128  # examples per optimizer step
     lr: float = 1e-3  # Adam learning rate
-    lr_schedule: str = "constant"  # 'constant' or 'cosine' (from lr down to lr / 100 at the last step)
+    lr_schedule: str = "constant"  # 'constant', 'cosine' (from lr down to lr / 100 at the last step) or
+    #                                'trapezoid' (up from 0 over the first 3% of the steps, down to 0 over the last 30%)
     beta: float = 1.0  # weight of the KL term (beta-VAE); 1 is the ELBO
     warmup_epochs: float = 0.0  # KL warm-up: beta rises linearly from 0 over this many epochs
     free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
@@ -374,10 +376,14 @@ class _Diverged(Exception):
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
-    """The learning rate of `step` out of `total`: constant, or a cosine from lr to lr / 100."""
+    """The learning rate of `step` out of `total`: constant, a cosine from lr to lr / 100, or a
+    trapezoid (linear rise from 0, flat at lr, linear fall to 0 at the last step)."""
     if cfg.lr_schedule == "constant" or total <= 1:
         return cfg.lr
     progress = min(step / (total - 1), 1.0)
+    if cfg.lr_schedule == "trapezoid":
+        rise = (step + 1) / (TRAPEZOID_RISE * total)  # the first step already moves the weights
+        return cfg.lr * min(1.0, rise, (1.0 - progress) / TRAPEZOID_FALL)
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

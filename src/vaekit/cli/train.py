@@ -6,6 +6,7 @@ from ..models.registry import cli_options, families
 from ..precision import PRECISIONS
 from ..run_generation import FIT_PRIOR_CHOICES
 from ..runs import TrainSpec, train
+from ..train import LR_SCHEDULES
 from . import args as flags
 
 
@@ -43,8 +44,10 @@ def add_parser(sub) -> None:
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
     flags.optimizer(p, "passes over the data (default 100 for small data, 10 for MNIST)", 0,
                     "early stopping after N epochs without improvement (default 0: never)")
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
-                   help="constant (default) or cosine decay to lr/100 over the run")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                   help="constant (default), cosine (decay to lr/100 over the run) or trapezoid (linear "
+                        "warm-up over the first 3%% of the steps, linear decay to 0 over the last 30%%: "
+                        "with --lr 2e-3 --init he, MNIST's test -ELBO passes 100 nats after 5 epochs)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm to this value "
                                                                    "(default 0: no clipping; 1 tames a large --lr)")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
