@@ -3,7 +3,7 @@
 
     python benchmarks/train_process.py --data-dir ../shared/data/mnist --rounds 3
     python benchmarks/train_process.py --data-dir ../shared/data/mnist --rounds 3 --time-to-quality \\
-        --vaekit-args "--epochs 6 --ema 0.999 --lr 1.5e-3 --init he"
+        --vaekit-args "--epochs 5 --lr 2e-3 --lr-schedule trapezoid --init he"
 
 Default mode: each round runs, one after another, the chapter's program (10 epochs, batch 128) and
 `vaekit train --data mnist --binarize --epochs 10` twice: with `--val-fraction 0 --fit-prior none`
