@@ -55,7 +55,7 @@ from .distributions import BernoulliLikelihood
 from .errors import InputError
 from .importance import EVAL_PRECISIONS, fast_path, importance_log_likelihood
 from .models.core import inference, trusted_inputs
-from .precision import check_precision
+from .precision import check_precision, warn_if_slow
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_d]) exceeds this
 BINARIZE_SEED = 0  # the fixed binarization of test data (independent of the sampling seed)
@@ -101,6 +101,7 @@ def evaluate(model, data, k: int = 5000, batch_size: int | None = None, binarize
 
     start = time.perf_counter()
     device = next(model.parameters()).device
+    warn_if_slow(precision, device)
     x, y, name = _examples(model, data, limit, data_dir)
     binarized = _binarize(model, x, binarize)
     if binarized:
