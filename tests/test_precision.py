@@ -42,3 +42,15 @@ def test_evaluate_warns_about_emulated_bf16(monkeypatch):
 def test_fp16_off_cuda_is_an_input_error():
     with pytest.raises(InputError, match="needs a CUDA device"):
         precision.resolve_precision("fp16", CPU)
+
+
+def test_the_cli_prints_the_warning_as_one_line(monkeypatch, tmp_path, capsys):
+    from vaekit.cli.main import main
+    from vaekit.models import VAE
+
+    monkeypatch.setattr(precision, "fast_bf16", lambda device: False)
+    VAE(64, 2).save_pretrained(tmp_path / "model")
+    args = ["evaluate", str(tmp_path / "model"), "--data", "digits", "--k", "2", "--limit", "10", "--no-progress"]
+    assert main([*args, "--precision", "bf16"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("vaekit: warning: This CPU has no bfloat16 instructions") and len(err) == 1

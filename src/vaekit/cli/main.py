@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from pathlib import Path
 
 from ..errors import InputError
 from ..version import __version__
@@ -39,10 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """vaekit's own warnings as one line on stderr; those of other libraries as Python prints them."""
+    if Path(filename).resolve().is_relative_to(PACKAGE):
+        print(f"vaekit: warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except InputError as e:
         print(f"vaekit: error: {e}", file=sys.stderr)
         return 2
