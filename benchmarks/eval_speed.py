@@ -18,6 +18,11 @@ total for k samples on all 10,000 test images) and the bf16 matrix-product rate 
 on its threads, so that the shortest possible wall time of the full-test NLL can be read off:
 `--model mnist-hvae --flops --limit 20 --k 100` answers in seconds.
 
+With --head-blocks (models with an autoregressive pixel decoder) the estimator is timed,
+alternating, with the decoder's evaluation head run in blocks of contexts (vaekit's way) and in
+one pass over all of a chunk's samples, --rounds times each, with the median ratio:
+`--model mnist-hvae-pixel --head-blocks --limit 4 --k 256 --threads 1`.
+
 Wall-clock seconds depend on what else the machine runs: the JSON also holds the process CPU
 seconds and the load average at the start. On a machine whose cores are busy with other work, run
 with OMP_WAIT_POLICY=PASSIVE (or --threads 1): OpenMP threads that spin while waiting for a
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -150,6 +156,27 @@ def matmul_gflops(dtype=torch.bfloat16, n=2048, repeats=20):
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def head_blocks(model, x, k, precision, rounds):
+    """Seconds of the estimator with the pixel head in blocks of HEAD_CONTEXTS contexts and in one
+    pass, alternating; their medians, ratio and the largest NLL difference."""
+    from vaekit import pixel_likelihood
+
+    blocked = pixel_likelihood.HEAD_CONTEXTS
+    times, nll = {"blocks": [], "one_pass": []}, {}
+    try:
+        for _ in range(rounds):
+            for name, contexts in (("one_pass", 10**12), ("blocks", blocked)):
+                pixel_likelihood.HEAD_CONTEXTS = contexts
+                r = time_vaekit(model, x, k, precision)
+                times[name].append(r["seconds"])
+                nll[name] = r["nll"]
+    finally:
+        pixel_likelihood.HEAD_CONTEXTS = blocked
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"seconds": times, "median_seconds": medians, "speedup": medians["one_pass"] / medians["blocks"],
+            "nll_difference": nll["blocks"] - nll["one_pass"], "head_contexts": blocked}
+
+
 def time_pythae(python, model, x, k, batch, threads):
     with tempfile.TemporaryDirectory() as tmp:
         torch.save({key: v.detach().cpu() for key, v in model.state_dict().items()}, f"{tmp}/weights.pt")
@@ -176,6 +203,9 @@ def main():
     p.add_argument("--pythae-batch", type=int, default=100, help="get_nll's batch_size (pythae's default 100)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head-blocks", action="store_true",
+                   help="time the pixel decoder's blocked evaluation head against one pass (A/B, --rounds each)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the --head-blocks comparison")
     p.add_argument("--flops", action="store_true",
                    help="also count the estimator's FLOPs and time this CPU's bf16 matrix products")
     args = p.parse_args()
@@ -193,6 +223,11 @@ def main():
         w["bf16_matmul_gflops"] = matmul_gflops()
         w["minutes_full_test_at_matmul_rate"] = w["pflop_full_test"] * 1e6 / w["bf16_matmul_gflops"] / 60
         result["work"] = w
+    if args.head_blocks:
+        result["head_blocks"] = {precision: head_blocks(model, x, args.k, precision, args.rounds)
+                                 for precision in args.precision}
+        print(json.dumps(result))
+        return
     for precision in args.precision:
         r = time_vaekit(model, x, args.k, precision, args.batch_size, args.seed)
         r["seconds_full_test_extrapolated"] = r["seconds"] * FULL_TEST / n

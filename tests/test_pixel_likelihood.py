@@ -158,3 +158,22 @@ def test_models_saved_before_the_pixel_fields_load_with_independent_pixels(tmp_p
     loaded = vaekit.load(tmp_path / "old")
     assert loaded.config.pixel_window == 0 and loaded.lik.name == "bernoulli"
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+@pytest.mark.parametrize("x_shape", [(2, 3, 5, 5), (4, 2, 3, 5, 5), (1, 2, 3, 5, 5)])
+def test_evaluation_in_blocks_scores_as_one_pass(monkeypatch, x_shape):
+    """Without gradients the contexts are scored a few at a time (3 here, over 7 x 2 of them):
+    the same log-probabilities, whether x broadcasts over the samples or has its own per sample."""
+    import vaekit.pixel_likelihood as pixel
+
+    net = random_net(in_channels=3, context=6)
+    context = torch.randn(7 if x_shape[0] != 4 else 4, 2, 6, 5, 5)  # (n, B, K, H, W)
+    x = (torch.rand(x_shape) < 0.5).float()
+    one_pass = PixelCNNBernoulli(net, context).log_prob(x).detach()  # gradients on: one pass
+    monkeypatch.setattr(pixel, "HEAD_CONTEXTS", 3)
+    with torch.no_grad():
+        blocks = PixelCNNBernoulli(net, context).log_prob(x)
+        flat = PixelCNNBernoulli(net, context[:, 0]).log_prob(x[..., 0, :, :, :] if len(x_shape) == 5 else x[0])
+    assert blocks.shape == one_pass.shape == context.shape[:2]
+    torch.testing.assert_close(blocks, one_pass, atol=1e-5, rtol=0)
+    torch.testing.assert_close(flat, one_pass[:, 0], atol=1e-5, rtol=0)  # a (B,) batch blocked along B

@@ -17,6 +17,8 @@ each step reading only its window.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +27,8 @@ from torch.distributions import Distribution
 from .distributions import BernoulliLikelihood
 from .errors import InputError
 from .models.pixelcnn import MaskedConv2d
+
+HEAD_CONTEXTS = 16  # contexts per block of an evaluation's head pass (16 x 784 x 32 float32 activations: 1.6 MB)
 
 
 def causal_window(size: int) -> torch.Tensor:
@@ -87,14 +91,32 @@ class PixelCNNBernoulli(Distribution):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of every pixel given the pixels of x before it; x broadcasts against batch_shape
         (its window is computed once per image it holds), the result float32."""
+        return self.net.head(self._near(x), self.context).float()
+
+    def _near(self, x: torch.Tensor) -> torch.Tensor:
+        """The window features of each image in x: (*x's batch dims, channels, H, W)."""
         x = x.to(self.context.dtype)
         near = self.net.neighbours(x.reshape(-1, *self.event_shape))  # (images in x, channels, H, W)
-        near = near.reshape(*x.shape[:-3], *near.shape[1:])
-        return self.net.head(near, self.context).float()
+        return near.reshape(*x.shape[:-3], *near.shape[1:])
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """log p(x | c) in nats, shape batch_shape (grey values in [0, 1] are scored by the same cross-entropy)."""
-        logits = self.logits(value)
+        """log p(x | c) in nats, shape batch_shape (grey values in [0, 1] are scored by the same cross-entropy).
+
+        Without gradients (evaluation, importance sampling) the contexts are scored a few at a time
+        along their first batch dim, so that the head's activations stay in the CPU's cache: the
+        same values, about 3x faster for hundreds of importance samples."""
+        near = self._near(value)
+        if torch.is_grad_enabled() or self.context.dim() < 4:
+            return self._score(value, near, self.context)
+        rows = max(1, HEAD_CONTEXTS // math.prod(self.context.shape[1:-3]))  # first-dim rows per block
+        sliced = value.dim() == self.context.dim() and value.shape[0] == self.context.shape[0]
+        blocks = [slice(s, s + rows) for s in range(0, self.context.shape[0], rows)]
+        return torch.cat([self._score(value[b] if sliced else value, near[b] if sliced else near, self.context[b])
+                          for b in blocks])
+
+    def _score(self, value: torch.Tensor, near: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """log p(x | c) from the window features of x and the contexts they broadcast against."""
+        logits = self.net.head(near, context).float()
         bce = F.binary_cross_entropy_with_logits(logits, value.float().expand(logits.shape), reduction="none")
         return -bce.sum((-3, -2, -1))
 
