@@ -137,6 +137,31 @@ def test_log_weights_average_to_the_elbo(digits):
     assert torch.allclose(mc, analytic, atol=0.25), (mc, analytic)  # standard error about 0.02
 
 
+def test_samples_of_one_image_share_its_encoder_work_exactly(digits):
+    """top_down(feats, samples=n) draws what the same pass over n copies of every image draws,
+    with the top posterior and the encoder's half of each posterior computed once per image."""
+    from vaekit.models.hvae import repeat_samples
+
+    model = tiny(image_size=28, groups_per_scale=(2, 1)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)  # every weight matters
+        x = torch.nn.functional.interpolate(digits[:3], size=28)  # (3, 1, 28, 28)
+        feats = model.bottom_up(x)
+        torch.manual_seed(1)
+        params, layers = model.top_down(feats=feats, samples=4)
+        torch.manual_seed(1)
+        params_copies, layers_copies = model.top_down(feats=[repeat_samples(f, 4) for f in feats])
+        assert params.shape == (12, 1, 28, 28)
+        torch.testing.assert_close(params, params_copies, atol=1e-5, rtol=1e-5)
+        for a, b in zip(layers, layers_copies):
+            torch.testing.assert_close(a.q.log_prob(a.z), b.q.log_prob(b.z), atol=1e-4, rtol=1e-5)
+        group, h = model.groups[1], torch.randn(12, 8, 7, 7)
+        split = group.posterior_delta(h, feats[1], 4)
+        torch.testing.assert_close(split, group.posterior(torch.cat([h, repeat_samples(feats[1], 4)], 1)),
+                                   atol=1e-5, rtol=1e-5)
+
+
 def test_log_likelihood_is_above_elbo_after_training(digits):
     model = trained_tiny(digits)
     torch.manual_seed(0)

@@ -129,6 +129,17 @@ class TopDownGroup(nn.Module):
         self.z_proj = nn.Conv2d(latent_channels, channels, 1)
         self.cells = residual_stack(channels, cells, squeeze_excitation)
 
+    def posterior_delta(self, h: torch.Tensor, feat: torch.Tensor, samples: int) -> torch.Tensor:
+        """posterior([h, feat]) for top-down states h (samples * B, ...) (sample-major rows) and the
+        encoder features feat (B, ...) of their B images: (samples * B, 2 * latent_channels, h_i, w_i).
+
+        A convolution of concatenated channels is the sum of one convolution per part, so the
+        encoder's part is computed once per image and added to every sample of it."""
+        conv, split = self.posterior[1], h.shape[1]
+        from_h = nn.functional.conv2d(nn.functional.silu(h), conv.weight[:, :split], conv.bias, padding=conv.padding)
+        from_f = nn.functional.conv2d(nn.functional.silu(feat), conv.weight[:, split:], padding=conv.padding)
+        return (from_h.unflatten(0, (samples, -1)) + from_f).flatten(0, 1)  # (samples, B, ...) -> (samples * B, ...)
+
 
 @register(summary="hierarchical, top-down inference", data="image", uses_latent_dim=False,
           options=(Option("--pixel-window", "pixel_window", int, "odd window of earlier pixels that each pixel's "
@@ -211,16 +222,19 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         return mu, soft_clamp(log_sigma)
 
     def top_down(self, feats=None, given=None, batch: int | None = None, mode: str = "sample",
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, samples: int = 1):
         """Run the generative path from the top; returns (decoder params, [LatentLayer] top first).
 
         Each z_i is `given[i]` when that is not None; otherwise it comes from q(z_i | x, z_<i)
         when encoder `feats` are passed, else from the prior p(z_i | z_<i): a (reparameterised)
         sample if mode='sample', its mean if mode='mean'. `temperature` scales the prior's
         standard deviations. With `feats`, every layer records q, so given latents can be scored.
+        With `samples` = n the pass draws n samples of each of the B images of `feats` (rows
+        sample-major: row s * B + b is image b); what depends on the image alone (the top posterior,
+        the encoder's part of every posterior) is computed once per image.
         """
         if batch is None:
-            batch = (feats or given)[0].shape[0]
+            batch = samples * feats[0].shape[0] if feats is not None else given[0].shape[0]
         h = self.h0.expand(batch, -1, -1, -1)  # (B, hidden, h_0, w_0)
         layers = []
         for i, group in enumerate(self.groups):
@@ -236,9 +250,9 @@ class HierarchicalVAE(ImageShape, BaseVAE):
             q = None
             if feats is not None:
                 if i == 0:
-                    q = gaussian_map(*self._top_posterior(feats[0]))
+                    q = gaussian_map(*(repeat_samples(t, samples) for t in self._top_posterior(feats[0])))
                 else:
-                    d_mu, d_log_sigma = group.posterior(torch.cat([h, feats[i]], dim=1)).chunk(2, dim=1)
+                    d_mu, d_log_sigma = group.posterior_delta(h, feats[i], samples).chunk(2, dim=1)
                     q = gaussian_map(mu_p + d_mu, soft_clamp(raw_p + d_log_sigma))
             if given is not None and given[i] is not None:
                 z = given[i]
@@ -328,8 +342,9 @@ class HierarchicalVAE(ImageShape, BaseVAE):
     def draws(self, x, y, k: int, noise=None):
         """Yield Draws of joint codes for k posterior samples per example, in chunks.
 
-        The bottom-up pass runs once; its features are repeated sample-major ((n * B, ...)) and
-        the top-down pass runs on at most `max_eval_batch` images at a time. Each group draws its
+        The bottom-up pass runs once per image, and so do the parts of the top-down pass that
+        depend on the image alone; the top-down pass runs on at most `max_eval_batch` rows
+        (samples x images) at a time. Each group draws its
         own noise given the groups above, so given `noise` is refused.
         """
         if noise is not None:
@@ -339,7 +354,7 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         per = max(1, self.max_eval_batch // b)
         for start in range(0, k, per):
             n = min(per, k - start)
-            params, layers = self.top_down(feats=[repeat_samples(f, n) for f in feats])
+            params, layers = self.top_down(feats=feats, samples=n)
             z = self.join_code([layer.z for layer in layers]).view(n, b, -1)  # (n, B, total_latent_dim)
             log_q = sum(layer.q.log_prob(layer.z) for layer in layers).view(n, b)
             yield Draw(z, log_q, params=params, layers=layers)
