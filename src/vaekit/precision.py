@@ -33,9 +33,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
             raise InputError("precision 'fp16' needs a CUDA device; use 'bf16' on CPUs.")
         warn_if_slow(name, device)
         return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if fast_bf16(device) else "fp32"
+    if fast_bf16(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
 def fast_bf16(device: torch.device) -> bool:
