@@ -23,6 +23,12 @@ alternating, with the decoder's evaluation head run in blocks of contexts (vaeki
 one pass over all of a chunk's samples, --rounds times each, with the median ratio:
 `--model mnist-hvae-pixel --head-blocks --limit 4 --k 256 --threads 1`.
 
+With --shared-encoder-work (hierarchical VAEs) the estimator is timed, alternating, with the
+samples of one image sharing its encoder work (vaekit's way: the top posterior and the encoder's
+half of every posterior convolution computed once per image) and with every sample's copy of the
+encoder features run through the whole top-down pass, as before that change:
+`--model mnist-hvae-long --shared-encoder-work --limit 4 --k 512 --threads 1`.
+
 Wall-clock seconds depend on what else the machine runs: the JSON also holds the process CPU
 seconds and the load average at the start. On a machine whose cores are busy with other work, run
 with OMP_WAIT_POLICY=PASSIVE (or --threads 1): OpenMP threads that spin while waiting for a
@@ -39,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -177,6 +184,43 @@ def head_blocks(model, x, k, precision, rounds):
             "nll_difference": nll["blocks"] - nll["one_pass"], "head_contexts": blocked}
 
 
+def draws_repeating_features(model, x, y, k, noise=None):
+    """model.draws as it was before the samples of one image shared its encoder work: the
+    features are copied once per sample and the whole top-down pass runs on the copies."""
+    from vaekit.models.base import Draw
+    from vaekit.models.hvae import repeat_samples
+
+    feats = model.bottom_up(x)
+    b = x.shape[0]
+    per = max(1, model.max_eval_batch // b)
+    for start in range(0, k, per):
+        n = min(per, k - start)
+        params, layers = model.top_down(feats=[repeat_samples(f, n) for f in feats])  # rows (n * B)
+        z = model.join_code([layer.z for layer in layers]).view(n, b, -1)  # (n, B, total_latent_dim)
+        log_q = sum(layer.q.log_prob(layer.z) for layer in layers).view(n, b)
+        yield Draw(z, log_q, params=params, layers=layers)
+
+
+def shared_encoder_work(model, x, k, precision, rounds):
+    """Seconds of the estimator with the encoder work shared by the samples of an image and with
+    it repeated per sample, alternating; their medians, ratio and the largest NLL difference."""
+    times, nll = {"shared": [], "repeated": []}, {}
+    try:
+        for _ in range(rounds):
+            for name in ("repeated", "shared"):
+                if name == "repeated":
+                    model.draws = types.MethodType(draws_repeating_features, model)
+                r = time_vaekit(model, x, k, precision)
+                vars(model).pop("draws", None)
+                times[name].append(r["seconds"])
+                nll[name] = r["nll"]
+    finally:
+        vars(model).pop("draws", None)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"seconds": times, "median_seconds": medians, "speedup": medians["repeated"] / medians["shared"],
+            "nll_difference": nll["shared"] - nll["repeated"]}
+
+
 def time_pythae(python, model, x, k, batch, threads):
     with tempfile.TemporaryDirectory() as tmp:
         torch.save({key: v.detach().cpu() for key, v in model.state_dict().items()}, f"{tmp}/weights.pt")
@@ -205,7 +249,10 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--head-blocks", action="store_true",
                    help="time the pixel decoder's blocked evaluation head against one pass (A/B, --rounds each)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of the --head-blocks comparison")
+    p.add_argument("--shared-encoder-work", action="store_true",
+                   help="time a hierarchical VAE's samples sharing their image's encoder work against "
+                        "repeating it per sample (A/B, --rounds each)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of an A/B comparison")
     p.add_argument("--flops", action="store_true",
                    help="also count the estimator's FLOPs and time this CPU's bf16 matrix products")
     args = p.parse_args()
@@ -223,9 +270,12 @@ def main():
         w["bf16_matmul_gflops"] = matmul_gflops()
         w["minutes_full_test_at_matmul_rate"] = w["pflop_full_test"] * 1e6 / w["bf16_matmul_gflops"] / 60
         result["work"] = w
-    if args.head_blocks:
-        result["head_blocks"] = {precision: head_blocks(model, x, args.k, precision, args.rounds)
-                                 for precision in args.precision}
+    if args.head_blocks or args.shared_encoder_work:
+        for flag, name, compare in ((args.head_blocks, "head_blocks", head_blocks),
+                                    (args.shared_encoder_work, "shared_encoder_work", shared_encoder_work)):
+            if flag:
+                result[name] = {precision: compare(model, x, args.k, precision, args.rounds)
+                                for precision in args.precision}
         print(json.dumps(result))
         return
     for precision in args.precision:
