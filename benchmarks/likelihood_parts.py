@@ -14,8 +14,16 @@ Part i draws its importance samples with seed = its first image's index. --summa
 parts (mean and standard error over the images, as vaekit.evaluate reports them); --record saves
 the row into the shipped results.json as likelihood.py --record does, with the number of images
 done so far (the parts must be the first images without a gap, so a partial row is the first N).
---against OTHER pairs the per-image NLLs with OTHER's parts (same k, precision and images, hence the
-same binarized bits): the mean difference, its standard error and on how many images this model wins.
+--against OTHER pairs the per-image NLLs with OTHER's parts (same k and images, hence the same
+binarized bits; the same precision unless --against-precision names OTHER's): the mean difference,
+its standard error and on how many images this model wins.
+
+A model folder that is not shipped yet (a training run's `model`) is stored under --name, by
+default the run folder's name, so its parts carry over once it ships under that name:
+
+    python benchmarks/likelihood_parts.py --data-dir ../shared/data/mnist --precision fp32 --k 1000 \
+        --model benchmarks/results/training/mnist-hvae-pixel7/model --max-parts 4 \
+        --against mnist-hvae-pixel --against-precision bf16
 """
 
 from __future__ import annotations
@@ -40,8 +48,16 @@ from likelihood import PAIRED, record
 STORE = Path(__file__).resolve().parent / "results" / "nll-parts"
 
 
-def parts_dir(args) -> Path:
-    return Path(args.store) / f"{args.model}-k{args.k}-{args.precision}"
+def default_name(model: str) -> str:
+    """The store's name for --model: a shipped name as it is, a folder by its run's name."""
+    path = Path(model)
+    if len(path.parts) == 1:
+        return model
+    return path.parent.name if path.name == "model" else path.name
+
+
+def parts_dir(args, name: str | None = None, precision: str | None = None) -> Path:
+    return Path(args.store) / f"{name or args.name}-k{args.k}-{precision or args.precision}"
 
 
 def run_parts(args) -> None:
@@ -63,7 +79,7 @@ def run_parts(args) -> None:
         with inference(model), trusted_inputs(model):
             log_px, mean_lw = importance_log_likelihood(model, x[start:stop], k=args.k, precision=args.precision,
                                                         seed=start)
-        part = {"model": args.model, "k": args.k, "precision": args.precision, "start": start, "stop": stop,
+        part = {"model": args.name, "k": args.k, "precision": args.precision, "start": start, "stop": stop,
                 "seed": start, "seconds": time.perf_counter() - began,
                 "log_px": log_px.tolist(), "mean_log_weight": mean_lw.tolist()}
         atomic_write_bytes(path, (json.dumps(part) + "\n").encode())
@@ -92,14 +108,15 @@ def paired(args, other: str) -> dict:
     """This model's NLL minus OTHER's on the images both have parts for (negative: this one is better)."""
     mine = {i: v for p in map(json.loads, map(Path.read_text, parts_dir(args).glob("*.json")))
             for i, v in zip(range(p["start"], p["stop"]), p["log_px"])}
-    theirs_dir = Path(args.store) / f"{other}-k{args.k}-{args.precision}"
+    theirs_dir = parts_dir(args, other, args.against_precision)
     theirs = {i: v for p in map(json.loads, map(Path.read_text, theirs_dir.glob("*.json")))
               for i, v in zip(range(p["start"], p["stop"]), p["log_px"])}
     common = sorted(mine.keys() & theirs.keys())
     if not common:
-        raise SystemExit(f"no images evaluated for both {args.model} and {other} at k = {args.k} ({args.precision}).")
+        raise SystemExit(f"no images evaluated for both {args.name} ({args.precision}) and {other} "
+                         f"({args.against_precision}) at k = {args.k}.")
     diff = torch.tensor([theirs[i] - mine[i] for i in common], dtype=torch.float64)  # NLL(this) - NLL(other)
-    return {"against": other, "n": len(common), "nll_difference": diff.mean().item(),
+    return {"against": other, "precisions": [args.precision, args.against_precision], "n": len(common), "nll_difference": diff.mean().item(),
             "se": diff.std().item() / math.sqrt(len(common)), "better_on": int((diff < 0).sum())}
 
 
@@ -115,8 +132,13 @@ def main() -> None:
     p.add_argument("--store", default=str(STORE), help="where the parts are kept")
     p.add_argument("--summary", action="store_true", help="evaluate nothing: combine the parts done so far")
     p.add_argument("--record", action="store_true", help="save the row into results.json (the first N images, N = those done)")
+    p.add_argument("--name", help="the model's name in the store and the results (default: a shipped name as it is, "
+                                   "a folder by its run folder's name)")
     p.add_argument("--against", metavar="MODEL", help="also print the paired NLL difference to MODEL's parts on the same images")
+    p.add_argument("--against-precision", choices=("fp32", "bf16"), help="the precision of MODEL's parts (default: --precision)")
     args = p.parse_args()
+    args.name = args.name or default_name(args.model)
+    args.against_precision = args.against_precision or args.precision
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.summary:
@@ -129,7 +151,7 @@ def main() -> None:
         if not row["prefix"]:
             raise SystemExit("--record needs the parts done to be the first test images without a gap; "
                              "run the missing earlier parts first.")
-        record(args.model, {k: v for k, v in row.items() if k != "prefix"}, args.k)
+        record(args.name, {k: v for k, v in row.items() if k != "prefix"}, args.k)
 
 
 if __name__ == "__main__":
