@@ -10,7 +10,8 @@ from vaekit.cli import main
 from vaekit.io import PRETRAINED_DIR
 
 NAMES = {"mnist-mlp": vaekit.VAE, "mnist-mlp-long": vaekit.VAE, "mnist-iwae": vaekit.VAE, "mnist-hvae": vaekit.HierarchicalVAE,
-         "mnist-hvae-long": vaekit.HierarchicalVAE, "mnist-hvae-pixel": vaekit.HierarchicalVAE}
+         "mnist-hvae-long": vaekit.HierarchicalVAE, "mnist-hvae-pixel": vaekit.HierarchicalVAE,
+         "mnist-hvae-pixel7": vaekit.HierarchicalVAE}
 
 
 @pytest.mark.parametrize("name", NAMES)
