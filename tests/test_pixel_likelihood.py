@@ -137,7 +137,9 @@ def test_cli_trains_a_pixel_decoder_and_refuses_bad_windows(tmp_path, capsys):
     argv = ["train", "--model", "hvae", "--pixel-window", "3", "--likelihood", "bernoulli", "--epochs", "1",
             "--limit", "64", "--fit-prior", "none", "--out", str(out), "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
-    assert "bernoulli-pixelcnn likelihood" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "bernoulli-pixelcnn likelihood" in said
+    assert "then measuring sample quality (an autoregressive decoder draws pixel by pixel: minutes)" in said
     assert vaekit.load(out).config.pixel_window == 3 and (out / "samples.png").exists()
     for bad in (["--pixel-window", "4", "--likelihood", "bernoulli"], ["--pixel-window", "3"]):  # digits: gaussian
         assert main([*argv[:3], *bad, "--epochs", "1", "--limit", "64", "--out", str(tmp_path / "bad"),

@@ -41,6 +41,11 @@ def codes_used(kind: str, n: int) -> str:
     return f"a random {MAX_CODES} of the {n}" if kind == "gmm" and n > MAX_CODES else str(n)
 
 
+def shows_quality(model, train) -> bool:
+    """Whether a run measures sample quality: image models on data vaekit has a feature network for."""
+    return train.name in FEATURE_SETS and getattr(model, "image_shape", None) is not None
+
+
 def run_quality(model, train, data_dir, seed: int = 0) -> dict[str, dict] | None:
     """Sample-quality rows (`vaekit.quality`) of a run's model against the first RUN_QUALITY_IMAGES
     images of the test split of its training data `train`, or None where vaekit ships no feature
@@ -48,7 +53,7 @@ def run_quality(model, train, data_dir, seed: int = 0) -> dict[str, dict] | None
     from .data import load_dataset
     from .quality import quality_rows
 
-    if train.name not in FEATURE_SETS or getattr(model, "image_shape", None) is None:
+    if not shows_quality(model, train):
         return None
     test = load_dataset(train.name, "test", data_dir=data_dir, limit=RUN_QUALITY_IMAGES)
     return quality_rows(model, test, train=train, seed=seed)

@@ -29,7 +29,7 @@ from .atomic import LOCK_NAME, TMP_TAG, atomic_write_bytes, folder_lock, is_temp
 from .configs import validate
 from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
-from .run_generation import check_fit_prior, fit_run_prior, run_quality, takes_fitted_prior, write_quality
+from .run_generation import check_fit_prior, fit_run_prior, run_quality, shows_quality, takes_fitted_prior, write_quality
 from .threads import choose_threads
 
 RUN_FILE = "run.json"
@@ -213,6 +213,9 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
         say(f"The {' and '.join(dropped)} prior{'s' if len(dropped) > 1 else ''} fitted to the earlier weights no "
             f"longer match{'' if len(dropped) > 1 else 'es'} the codes and {'were' if len(dropped) > 1 else 'was'} "
             f"removed; fit again with `vaekit prior fit {out} --kind {dropped[0]}`.")
+    say("Drawing samples and reconstructions" + (", then measuring sample quality" if shows_quality(model, data) else "")
+        + ("" if getattr(getattr(model, "lik", None), "factorised", True)
+           else " (an autoregressive decoder draws pixel by pixel: minutes)"))
     files.update(write_pictures(model, val or train_set, out, stats))
     files.update(extra)
     rows = run_quality(model, data, spec.data_dir, seed=spec.seed)
