@@ -205,6 +205,20 @@ def test_train_fits_a_gmm_prior_and_measures_samples(run):
     assert (run / "samples_standard.png").exists()
 
 
+def test_auto_prior_skips_the_mixture_for_long_codes(tmp_path, capsys):
+    """--fit-prior auto (the default) fits the mixture to codes of at most AUTO_GMM_MAX_DIM values
+    and, for longer ones, says why it fitted none; an explicit --fit-prior gmm still fits it."""
+    from vaekit.run_generation import AUTO_GMM_MAX_DIM
+
+    base = ["train", "--epochs", "1", "--limit", "200", "--no-progress", "--latent-dim", str(AUTO_GMM_MAX_DIM + 1)]
+    assert main([*base, "--out", str(tmp_path / "auto")]) == 0
+    said = capsys.readouterr().out
+    assert f"No prior fitted to the codes: a mixture over {AUTO_GMM_MAX_DIM + 1} values" in said
+    assert "Fitted a" not in said and saved_priors(tmp_path / "auto" / "model") == []
+    assert main([*base, "--fit-prior", "gmm", "--out", str(tmp_path / "gmm")]) == 0
+    assert "Fitted a gmm prior" in capsys.readouterr().out and saved_priors(tmp_path / "gmm" / "model") == ["gmm"]
+
+
 def test_prior_fit_then_sample_with_each_prior(run, tmp_path, capsys):
     assert main(["prior", "fit", str(run), "--kind", "diffusion", "--steps", "20", "--no-progress"]) == 0
     assert "samples_diffusion.png" in capsys.readouterr().out

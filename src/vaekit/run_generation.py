@@ -14,12 +14,30 @@ from .features import FEATURE_SETS
 
 QUALITY_FILE = "sample_quality.json"
 RUN_QUALITY_IMAGES = 2000  # a run measures this many samples against the first this many test images
-FIT_PRIOR_CHOICES = ("gmm", "diffusion", "none")
+FIT_PRIOR_CHOICES = ("auto", "gmm", "diffusion", "none")
+# 'auto' fits the mixture to codes of at most this many values: a full-covariance mixture's EM costs
+# codes x components x values^2, about 20 s for MNIST's 20-value codes on two cores, and about half an
+# hour for the 392 values of the hierarchical VAE's top group (8 x 7 x 7)
+AUTO_GMM_MAX_DIM = 64
 
 
 def takes_fitted_prior(model) -> bool:
     """Models whose samples can come from a fitted prior: continuous codes of a fixed size."""
     return hasattr(model, "use_prior") and model.capabilities.latent == "vector"
+
+
+def run_prior_kind(kind: str, model, say=print) -> str:
+    """The prior a run fits after training: `kind`, with 'auto' as 'gmm' for codes of at most
+    AUTO_GMM_MAX_DIM values and 'none' (said, with how to fit one later) for larger codes."""
+    if not takes_fitted_prior(model):
+        return "none"
+    if kind != "auto":
+        return kind
+    if model.latent_dim <= AUTO_GMM_MAX_DIM:
+        return "gmm"
+    say(f"No prior fitted to the codes: a mixture over {model.latent_dim} values per code would take tens of "
+        "minutes; samples come from the model's own prior (fit one later with `vaekit prior fit RUN --kind gmm`).")
+    return "none"
 
 
 def fit_run_prior(model, train_set, out: Path, kind: str, seed: int = 0, say=print, progress: bool = False) -> None:

@@ -29,7 +29,7 @@ from .atomic import LOCK_NAME, TMP_TAG, atomic_write_bytes, folder_lock, is_temp
 from .configs import validate
 from .io import CONFIG_NAME, pretrained_folder
 from .models.registry import build_model, cli_options, family
-from .run_generation import check_fit_prior, fit_run_prior, run_quality, shows_quality, takes_fitted_prior, write_quality
+from .run_generation import check_fit_prior, fit_run_prior, run_prior_kind, run_quality, shows_quality, write_quality
 from .threads import choose_threads
 
 RUN_FILE = "run.json"
@@ -54,7 +54,7 @@ class TrainSpec:
     sigma: float | None = None
     options: dict = field(default_factory=dict)  # family options by flag name: {"flow_length": 2, "tc_weight": 6}
     prior_epochs: int = 10  # epochs of a second stage (the VQ-VAE's PixelCNN prior)
-    fit_prior: str = "gmm"  # the prior fitted to the codes after training: 'gmm', 'diffusion' or 'none'
+    fit_prior: str = "auto"  # the prior fitted to the codes after training: 'auto', 'gmm', 'diffusion' or 'none'
     objective: str = "elbo"
     k: int = 5
     epochs: int | None = None  # None: 100, or 10 for more than 20,000 examples
@@ -206,9 +206,10 @@ def _train_in(out: Path, spec: TrainSpec, rank: int, world: int, say, given) -> 
         return Run(out, model, history, files)
     say(summary(history, spec))
     extra = second_stage(model, train_set, val, out, spec, say)  # before the pictures: samples need the prior
-    if spec.fit_prior != "none" and takes_fitted_prior(model):
-        fit_run_prior(model, train_set, out, spec.fit_prior, spec.seed, say, progress=not spec.no_progress)
-    dropped = [kind for kind in stale_priors if kind != spec.fit_prior]
+    fitted = run_prior_kind(spec.fit_prior, model, say)
+    if fitted != "none":
+        fit_run_prior(model, train_set, out, fitted, spec.seed, say, progress=not spec.no_progress)
+    dropped = [kind for kind in stale_priors if kind != fitted]
     if dropped:
         say(f"The {' and '.join(dropped)} prior{'s' if len(dropped) > 1 else ''} fitted to the earlier weights no "
             f"longer match{'' if len(dropped) > 1 else 'es'} the codes and {'were' if len(dropped) > 1 else 'was'} "

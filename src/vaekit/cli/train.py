@@ -36,10 +36,11 @@ def add_parser(sub) -> None:
     for flag, (opt, names) in cli_options().items():  # options the families declare
         p.add_argument(flag, type=opt.type, choices=opt.choices, help=f"{opt.help} (--model {', '.join(names)})")
     p.add_argument("--prior-epochs", type=int, default=10, help="epochs of the vqvae's PixelCNN prior (default 10)")
-    p.add_argument("--fit-prior", choices=FIT_PRIOR_CHOICES, default="gmm",
-                   help="prior fitted to the codes after training, for the samples: gmm (default; seconds for digits, "
-                        "about 20 s for MNIST on two cores), "
-                        "diffusion (a latent diffusion model, minutes) or none (sample from N(0, I))")
+    p.add_argument("--fit-prior", choices=FIT_PRIOR_CHOICES, default="auto",
+                   help="prior fitted to the codes after training, for the samples: gmm (a Gaussian mixture: seconds "
+                        "for digits, about 20 s for MNIST on two cores), diffusion (a latent diffusion model, "
+                        "minutes), none (sample from the model's own prior) or auto (default: gmm for codes of at "
+                        "most 64 values, else none)")
     p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo", help="training bound (default elbo)")
     p.add_argument("--k", type=int, default=5, help="importance samples for --objective iwae (default 5)")
     flags.optimizer(p, "passes over the data (default 100 for small data, 10 for MNIST)", 0,
