@@ -116,8 +116,9 @@ def paired(args, other: str) -> dict:
         raise SystemExit(f"no images evaluated for both {args.name} ({args.precision}) and {other} "
                          f"({args.against_precision}) at k = {args.k}.")
     diff = torch.tensor([theirs[i] - mine[i] for i in common], dtype=torch.float64)  # NLL(this) - NLL(other)
-    return {"against": other, "precisions": [args.precision, args.against_precision], "n": len(common), "nll_difference": diff.mean().item(),
-            "se": diff.std().item() / math.sqrt(len(common)), "better_on": int((diff < 0).sum())}
+    return {"against": other, "precisions": [args.precision, args.against_precision], "n": len(common),
+            "nll_difference": diff.mean().item(), "se": diff.std().item() / math.sqrt(len(common)),
+            "better_on": int((diff < 0).sum())}
 
 
 def main() -> None:
