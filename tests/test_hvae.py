@@ -10,7 +10,7 @@ from sklearn.datasets import load_digits
 import vaekit.io
 from vaekit.distributions import InputError
 from vaekit.models import FAMILIES
-from vaekit.models.hvae import HierarchicalVAE, HierarchicalVAEConfig
+from vaekit.models.hvae import GaussianMap, HierarchicalVAE, HierarchicalVAEConfig
 from vaekit.objectives import iwae_loss, vae_loss
 
 
@@ -79,6 +79,23 @@ def test_shapes(image_size, groups, shapes):
     assert [tuple(layer.z.shape[1:]) for layer in layers] == shapes
     with torch.no_grad():
         assert model.sample(2).shape == (2, 1, *image_size)
+
+
+def test_gaussian_map_density_and_gradients_match_torch_normal():
+    """GaussianMap's log_prob (written with log sigma) is Normal's density summed over each map,
+    value and gradients, in float64."""
+    torch.manual_seed(0)
+    mu = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    log_sigma = (0.7 * torch.randn(3, 2, 4, 5, dtype=torch.float64)).requires_grad_()
+    z = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    ours = GaussianMap(mu, log_sigma).log_prob(z)
+    ref = torch.distributions.Normal(mu, log_sigma.exp()).log_prob(z).sum((1, 2, 3))
+    assert ours.shape == (3,)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    grads = torch.autograd.grad(ours.sum(), (mu, log_sigma, z))
+    ref_grads = torch.autograd.grad(ref.sum(), (mu, log_sigma, z))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=0, atol=1e-12)
 
 
 def test_per_layer_kl_terms_are_non_negative_and_sum_to_kl(digits):

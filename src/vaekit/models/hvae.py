@@ -28,6 +28,7 @@ The chapter's API speaks of the top group: `encode` gives its (mu, logvar) flatt
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -46,6 +47,7 @@ from .registry import Option, register
 from ..pixel_likelihood import PixelCNNLikelihood
 
 PIXEL_CONTEXT = 16  # decoder values per pixel that the autoregressive likelihood reads
+HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 LOG_SCALE_BOUND = 5.0  # log standard deviations of every latent Gaussian stay within (-5, 5)
 
 
@@ -54,11 +56,26 @@ def soft_clamp(x: torch.Tensor, bound: float = LOG_SCALE_BOUND) -> torch.Tensor:
     return bound * torch.tanh(x / bound)
 
 
-def gaussian_map(mu: torch.Tensor, log_sigma: torch.Tensor) -> Independent:
-    """Diagonal Gaussian over latent maps of shape (B, C, h, w); the last three dims are the event.
-    Float32 even under autocast: its log-densities and KLs are sums over hundreds of values."""
-    mu, log_sigma = full_precision(mu), full_precision(log_sigma)
-    return Independent(Normal(mu, log_sigma.exp()), 3)
+class GaussianMap(Independent):
+    """Diagonal Gaussian N(mu, exp(log_sigma)^2) over latent maps of shape (B, C, h, w); the last
+    three dims are the event. Float32 even under autocast: its log-densities and KLs are sums over
+    hundreds of values.
+
+    log_prob is the same density as Normal's, written with the log sigma at hand: one pass over
+    the maps for the squared distance and one sum of log sigma, instead of Normal's eight
+    elementwise passes (a third of an importance sample's time for a hierarchical VAE).
+    """
+
+    def __init__(self, mu: torch.Tensor, log_sigma: torch.Tensor):
+        mu, log_sigma = full_precision(mu), full_precision(log_sigma)
+        super().__init__(Normal(mu, log_sigma.exp(), validate_args=False), 3, validate_args=False)
+        self.log_sigma = log_sigma
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z | mu, sigma^2) summed over each map: shape batch_shape."""
+        normal, maps = self.base_dist, (-3, -2, -1)
+        u = (z - normal.loc) / normal.scale  # (B, C, h, w): the standardised distance
+        return -0.5 * u.square().sum(maps) - self.log_sigma.sum(maps) - self.event_shape.numel() * HALF_LOG_TWO_PI
 
 
 def repeat_samples(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -246,14 +263,14 @@ class HierarchicalVAE(ImageShape, BaseVAE):
             else:
                 mu_p, raw_p = group.prior(h).chunk(2, dim=1)  # each (B, lc, h_i, w_i)
                 log_sigma_p = soft_clamp(raw_p)
-            p = gaussian_map(mu_p, log_sigma_p)
+            p = GaussianMap(mu_p, log_sigma_p)
             q = None
             if feats is not None:
                 if i == 0:
-                    q = gaussian_map(*(repeat_samples(t, samples) for t in self._top_posterior(feats[0])))
+                    q = GaussianMap(*(repeat_samples(t, samples) for t in self._top_posterior(feats[0])))
                 else:
                     d_mu, d_log_sigma = group.posterior_delta(h, feats[i], samples).chunk(2, dim=1)
-                    q = gaussian_map(mu_p + d_mu, soft_clamp(raw_p + d_log_sigma))
+                    q = GaussianMap(mu_p + d_mu, soft_clamp(raw_p + d_log_sigma))
             if given is not None and given[i] is not None:
                 z = given[i]
             elif q is not None:
