@@ -259,6 +259,29 @@ def test_active_units_count_only_used_dimensions(digits_data):
     assert report["kl_per_dim"][3:] == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)
 
 
+def test_hierarchical_active_units_leave_out_a_group_whose_posterior_is_its_prior(digits_data):
+    """A lower group with q = p carries nothing: none of its units is active, although its
+    posterior mean varies with x (it follows the prior's mean, which moves with the top group)."""
+    from vaekit import HierarchicalVAE
+
+    torch.manual_seed(0)
+    hvae = HierarchicalVAE(image_size=8, groups_per_scale=(1, 1), latent_channels=2, hidden_channels=8,
+                           cells_per_group=0).eval()
+    with torch.no_grad():
+        conv = hvae.groups[1].posterior[1]
+        conv.weight.zero_()
+        conv.bias.zero_()  # q(z_1 | x, z_0) = p(z_1 | z_0)
+        hvae.groups[0].posterior[1].weight.mul_(30)  # the top group varies strongly with x
+        hvae.groups[1].prior[1].weight.mul_(30)  # and moves the lower prior's mean with it
+    report = evaluate(hvae, digits_data.x[:100], k=0, progress=False)
+    top = hvae.latent_dim
+    lower = slice(top, hvae.total_latent_dim)
+    assert max(report["kl_per_dim"][lower]) == 0.0
+    assert max(report["activity"][lower]) > 0.01  # what the covariance criterion would have counted
+    assert 0 < report["active_units"] <= top
+    assert report["active_units"] == sum(kl > 0.01 for kl in report["kl_per_dim"])
+
+
 def test_hierarchical_and_vq_reports(digits_data):
     from vaekit import VQVAE, HierarchicalVAE
 
@@ -267,7 +290,7 @@ def test_hierarchical_and_vq_reports(digits_data):
                            cells_per_group=0)
     report = evaluate(hvae, digits_data.x[:16], k=4, progress=False)
     assert len(report["layer_kl"]) == hvae.num_layers == len(report["layer_kl_se"])
-    assert report["latent_dims"] == hvae.total_latent_dim and report["kl_per_dim"] is None
+    assert report["latent_dims"] == hvae.total_latent_dim == len(report["kl_per_dim"])
     assert report["nll"] <= report["nelbo"]
     vq = VQVAE(num_codes=8, image_size=8, channels=(8,), code_dim=4, res_blocks=0, prior_channels=8, prior_layers=1)
     report = evaluate(vq, digits_data.x[:16], k=10, progress=False)

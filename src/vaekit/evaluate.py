@@ -29,11 +29,16 @@ per example unless said otherwise:
                over the D values of an example (the chapter's reconstruction error, as in
                detect_anomaly, but of the deterministic reconstruction).
   kl           KL(q(z|x) || p(z)) (closed form where the model has one, else one-sample Monte Carlo).
-  kl_per_dim   mean closed-form KL of each latent dimension (diagonal Gaussian posteriors only).
+  kl_per_dim   mean closed-form KL of each latent dimension (diagonal Gaussian posteriors; for
+               hierarchical ones given a posterior sample of the groups above).
   activity     Cov_x(E_q[z_d | x]) per latent dimension; `active_units` counts those above 0.01
                (Burda et al.'s criterion). E_q[z|x] is the posterior mean where it is known in
                closed form; for flow and hierarchical posteriors a Monte Carlo mean whose sampling
                variance is subtracted (an unbiased estimate of the covariance).
+               Hierarchical models: a lower group's posterior mean follows its prior's mean, which
+               moves with the groups above, so it varies across x even where q equals p and the
+               unit carries nothing. There `active_units` counts the units whose KL(q || p),
+               averaged over the data (`kl_per_dim`), exceeds 0.01 nats instead.
   layer_kl     hierarchical models: KL of each latent group, top (z_0) first.
   perplexity   VQ-VAE: exp(entropy of the average code usage) over the data, and `used_fraction`.
 
@@ -58,6 +63,7 @@ from .models.core import inference, trusted_inputs
 from .precision import check_precision, warn_if_slow
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: a unit is active when Cov_x(E_q[z_d]) exceeds this
+ACTIVE_KL = 0.01  # hierarchical posteriors: a unit is active when its mean KL(q || p) exceeds this (nats)
 BINARIZE_SEED = 0  # the fixed binarization of test data (independent of the sampling seed)
 MC_MEAN_SAMPLES = 32  # posterior samples per example for Monte Carlo E_q[z|x]
 
@@ -220,6 +226,8 @@ def _density_metrics(model, x, y, k, batch_size, chunk, precision, seed, progres
             elif caps.posterior == "point":  # a deterministic code: its own mean
                 means.append(model.encode(xb, yb)[0].double().cpu())
             else:
+                if caps.posterior == "hierarchical":
+                    kl_dims.append(model.unit_kl(xb).double().cpu())
                 z, _ = model.sample_posterior(xb, yb, MC_MEAN_SAMPLES)  # (S, B, D)
                 z = z.reshape(MC_MEAN_SAMPLES, xb.shape[0], -1).double()
                 means.append(z.mean(0).cpu())
@@ -241,7 +249,10 @@ def _density_metrics(model, x, y, k, batch_size, chunk, precision, seed, progres
     if mc_var:  # subtract the Monte Carlo noise of the estimated means: E_x[Var_q(z) / S]
         activity = activity - torch.cat(mc_var).mean(0)
     out["activity"] = activity.tolist()
-    out["active_units"] = int((activity > ACTIVE_THRESHOLD).sum())
+    if caps.posterior == "hierarchical":
+        out["active_units"] = int((torch.tensor(out["kl_per_dim"]) > ACTIVE_KL).sum())
+    else:
+        out["active_units"] = int((activity > ACTIVE_THRESHOLD).sum())
     out["latent_dims"] = means.shape[1]
     out["perplexity"] = out["used_fraction"] = None
     return out
@@ -305,9 +316,11 @@ def format_report(report: dict) -> str:
     if report.get("layer_kl"):
         for i, (v, se) in enumerate(zip(report["layer_kl"], report["layer_kl_se"])):
             lines.append(f"  {'KL of latent group ' + str(i):<{width}} {v:>10.3f} ± {se:.3f}    nats")
+    hierarchical = bool(report.get("layer_kl"))  # active by KL; one KL per unit would fill screens
     if report.get("active_units") is not None:
-        lines.append(f"  {'active units (Cov > 0.01)':<{width}} {report['active_units']:>10d} of {report['latent_dims']}")
-    if report.get("kl_per_dim"):
+        criterion = "active units (KL > 0.01)" if hierarchical else "active units (Cov > 0.01)"
+        lines.append(f"  {criterion:<{width}} {report['active_units']:>10d} of {report['latent_dims']}")
+    if report.get("kl_per_dim") and not hierarchical:
         kls = " ".join(f"{v:.2f}" for v in report["kl_per_dim"])
         lines.append(f"  {'KL per latent dimension':<{width}} {kls}")
     if report.get("perplexity") is not None:

@@ -288,6 +288,12 @@ class HierarchicalVAE(ImageShape, BaseVAE):
         """One posterior pass: [(q_i, p_i, z_i)] for every group, top (z_0) first."""
         return self.top_down(feats=self.bottom_up(self.as_batch(x)))[1]
 
+    def unit_kl(self, x) -> torch.Tensor:
+        """KL(q(z_d | x, z_<i) || p(z_d | z_<i)) of every latent unit d of every group i, given one
+        posterior sample of the groups above: (B, total_latent_dim), top group first, in nats."""
+        layers = self.layers(x)
+        return self.join_code([kl_divergence(layer.q.base_dist, layer.p.base_dist) for layer in layers])
+
     def split_code(self, z: torch.Tensor) -> list[torch.Tensor | None]:
         """A flat code (B, latent_dim) or joint code (B, total_latent_dim) as per-group maps.
 
