@@ -18,6 +18,10 @@ done so far (the parts must be the first images without a gap, so a partial row 
 binarized bits; the same precision unless --against-precision names OTHER's): the mean difference,
 its standard error and on how many images this model wins.
 
+--latent-usage evaluates no parts: it measures the model's latent usage on all 10,000 images in one
+pass (vaekit.evaluate with k = 0: active units, and the KL of each latent group of a hierarchical
+model) and, with --record, saves the active units into results.json.
+
 A model folder that is not shipped yet (a training run's `model`) is stored under --name, by
 default the run folder's name, so its parts carry over once it ships under that name:
 
@@ -43,7 +47,7 @@ from vaekit.evaluate import BINARIZE_SEED
 from vaekit.importance import importance_log_likelihood
 from vaekit.models.core import inference, trusted_inputs
 
-from likelihood import PAIRED, record
+from likelihood import PAIRED, TABLE_K, record
 
 STORE = Path(__file__).resolve().parent / "results" / "nll-parts"
 
@@ -121,6 +125,13 @@ def paired(args, other: str) -> dict:
             "better_on": int((diff < 0).sum())}
 
 
+def latent_usage(args) -> dict:
+    """Active units (and each group's KL for a hierarchical model) on all 10,000 test images."""
+    report = vaekit.evaluate(vaekit.load(args.model), "mnist", k=0, data_dir=args.data_dir, progress=False)
+    return {"name": args.name, "n": report["n"], "active_units": report["active_units"],
+            "latent_dims": report["latent_dims"], "layer_kl": report["layer_kl"], "seconds": report["seconds"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="mnist-hvae", help="a shipped model's name or a model folder")
@@ -137,11 +148,19 @@ def main() -> None:
                                    "a folder by its run folder's name)")
     p.add_argument("--against", metavar="MODEL", help="also print the paired NLL difference to MODEL's parts on the same images")
     p.add_argument("--against-precision", choices=("fp32", "bf16"), help="the precision of MODEL's parts (default: --precision)")
+    p.add_argument("--latent-usage", action="store_true",
+                   help="evaluate no parts: the active units on all 10,000 images (--record saves them)")
     args = p.parse_args()
     args.name = args.name or default_name(args.model)
     args.against_precision = args.against_precision or args.precision
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.latent_usage:
+        usage = latent_usage(args)
+        print(json.dumps(usage))
+        if args.record:
+            record(args.name, {"active_units": usage["active_units"]}, TABLE_K)
+        return
     if not args.summary:
         run_parts(args)
     row = summary(args)
