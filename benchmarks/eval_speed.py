@@ -29,6 +29,11 @@ half of every posterior convolution computed once per image) and with every samp
 encoder features run through the whole top-down pass, as before that change:
 `--model mnist-hvae-long --shared-encoder-work --limit 4 --k 512 --threads 1`.
 
+With --latent-densities (hierarchical VAEs) the estimator is timed, alternating, with vaekit's
+latent Gaussians (GaussianMap: no argument checks, a log-density written from log sigma) and with
+torch's checked Normal as they were before that change:
+`--model mnist-hvae --latent-densities --limit 8 --k 1000 --precision bf16 --threads 2`.
+
 Wall-clock seconds depend on what else the machine runs: the JSON also holds the process CPU
 seconds and the load average at the start. On a machine whose cores are busy with other work, run
 with OMP_WAIT_POLICY=PASSIVE (or --threads 1): OpenMP threads that spin while waiting for a
@@ -222,6 +227,36 @@ def shared_encoder_work(model, x, k, precision, rounds):
             "nll_difference": nll["shared"] - nll["repeated"]}
 
 
+def checked_normal_map(mu, log_sigma):
+    """The latent Gaussian as it was before GaussianMap: torch's Normal with its argument checks."""
+    from torch.distributions import Independent, Normal
+    from vaekit.precision import full_precision
+
+    return Independent(Normal(full_precision(mu), full_precision(log_sigma).exp()), 3)
+
+
+def latent_densities(model, x, k, precision, rounds):
+    """Seconds of the estimator with GaussianMap and with torch's checked Normal, alternating; their
+    medians, ratio and NLL difference (same seed: 0 up to float rounding)."""
+    from vaekit.models import hvae
+
+    ours = hvae.GaussianMap
+    times, nll = {"gaussian_map": [], "checked_normal": []}, {}
+    try:
+        for _ in range(rounds):
+            for name, make in (("checked_normal", checked_normal_map), ("gaussian_map", ours)):
+                hvae.GaussianMap = make
+                r = time_vaekit(model, x, k, precision)
+                times[name].append(r["seconds"])
+                nll[name] = r["nll"]
+    finally:
+        hvae.GaussianMap = ours
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"seconds": times, "median_seconds": medians,
+            "speedup": medians["checked_normal"] / medians["gaussian_map"],
+            "nll_difference": nll["gaussian_map"] - nll["checked_normal"]}
+
+
 def time_pythae(python, model, x, k, batch, threads):
     with tempfile.TemporaryDirectory() as tmp:
         torch.save({key: v.detach().cpu() for key, v in model.state_dict().items()}, f"{tmp}/weights.pt")
@@ -253,6 +288,9 @@ def main():
     p.add_argument("--shared-encoder-work", action="store_true",
                    help="time a hierarchical VAE's samples sharing their image's encoder work against "
                         "repeating it per sample (A/B, --rounds each)")
+    p.add_argument("--latent-densities", action="store_true",
+                   help="time a hierarchical VAE's latent Gaussians (GaussianMap) against torch's checked "
+                        "Normal (A/B, --rounds each)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of an A/B comparison")
     p.add_argument("--flops", action="store_true",
                    help="also count the estimator's FLOPs and time this CPU's bf16 matrix products")
@@ -271,9 +309,10 @@ def main():
         w["bf16_matmul_gflops"] = matmul_gflops()
         w["minutes_full_test_at_matmul_rate"] = w["pflop_full_test"] * 1e6 / w["bf16_matmul_gflops"] / 60
         result["work"] = w
-    if args.head_blocks or args.shared_encoder_work:
+    if args.head_blocks or args.shared_encoder_work or args.latent_densities:
         for flag, name, compare in ((args.head_blocks, "head_blocks", head_blocks),
-                                    (args.shared_encoder_work, "shared_encoder_work", shared_encoder_work)):
+                                    (args.shared_encoder_work, "shared_encoder_work", shared_encoder_work),
+                                    (args.latent_densities, "latent_densities", latent_densities)):
             if flag:
                 result[name] = {precision: compare(model, x, args.k, precision, args.rounds)
                                 for precision in args.precision}
