@@ -168,25 +168,35 @@ def matmul_gflops(dtype=torch.bfloat16, n=2048, repeats=20):
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def head_blocks(model, x, k, precision, rounds):
-    """Seconds of the estimator with the pixel head in blocks of HEAD_CONTEXTS contexts and in one
-    pass, alternating; their medians, ratio and the largest NLL difference."""
-    from vaekit import pixel_likelihood
-
-    blocked = pixel_likelihood.HEAD_CONTEXTS
-    times, nll = {"blocks": [], "one_pass": []}, {}
+def alternate(model, x, k, precision, rounds, before: str, after: str, use) -> dict:
+    """Seconds of the estimator `rounds` times each way, alternating: `use(name)` puts the code in
+    the state `before` or `after` (vaekit's way, left in place at the end). Their medians, the
+    speed-up of `after` and its NLL difference to `before`."""
+    times, nll = {after: [], before: []}, {}
     try:
         for _ in range(rounds):
-            for name, contexts in (("one_pass", 10**12), ("blocks", blocked)):
-                pixel_likelihood.HEAD_CONTEXTS = contexts
+            for name in (before, after):
+                use(name)
                 r = time_vaekit(model, x, k, precision)
                 times[name].append(r["seconds"])
                 nll[name] = r["nll"]
     finally:
-        pixel_likelihood.HEAD_CONTEXTS = blocked
+        use(after)
     medians = {name: statistics.median(t) for name, t in times.items()}
-    return {"seconds": times, "median_seconds": medians, "speedup": medians["one_pass"] / medians["blocks"],
-            "nll_difference": nll["blocks"] - nll["one_pass"], "head_contexts": blocked}
+    return {"seconds": times, "median_seconds": medians, "speedup": medians[before] / medians[after],
+            "nll_difference": nll[after] - nll[before]}
+
+
+def head_blocks(model, x, k, precision, rounds):
+    """The pixel head in blocks of HEAD_CONTEXTS contexts against one pass (see `alternate`)."""
+    from vaekit import pixel_likelihood
+
+    blocked = pixel_likelihood.HEAD_CONTEXTS
+
+    def use(name):
+        pixel_likelihood.HEAD_CONTEXTS = blocked if name == "blocks" else 10**12
+
+    return {**alternate(model, x, k, precision, rounds, "one_pass", "blocks", use), "head_contexts": blocked}
 
 
 def draws_repeating_features(model, x, y, k, noise=None):
@@ -207,24 +217,15 @@ def draws_repeating_features(model, x, y, k, noise=None):
 
 
 def shared_encoder_work(model, x, k, precision, rounds):
-    """Seconds of the estimator with the encoder work shared by the samples of an image and with
-    it repeated per sample, alternating; their medians, ratio and NLL difference (same seed: 0 up
-    to float rounding)."""
-    times, nll = {"shared": [], "repeated": []}, {}
-    try:
-        for _ in range(rounds):
-            for name in ("repeated", "shared"):
-                if name == "repeated":
-                    model.draws = types.MethodType(draws_repeating_features, model)
-                r = time_vaekit(model, x, k, precision)
-                vars(model).pop("draws", None)
-                times[name].append(r["seconds"])
-                nll[name] = r["nll"]
-    finally:
-        vars(model).pop("draws", None)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    return {"seconds": times, "median_seconds": medians, "speedup": medians["repeated"] / medians["shared"],
-            "nll_difference": nll["shared"] - nll["repeated"]}
+    """The encoder work shared by the samples of an image against repeated per sample (see
+    `alternate`; same seed, so the NLL difference is 0 up to float rounding)."""
+    def use(name):
+        if name == "repeated":
+            model.draws = types.MethodType(draws_repeating_features, model)
+        else:
+            vars(model).pop("draws", None)
+
+    return alternate(model, x, k, precision, rounds, "repeated", "shared", use)
 
 
 def checked_normal_map(mu, log_sigma):
@@ -236,25 +237,16 @@ def checked_normal_map(mu, log_sigma):
 
 
 def latent_densities(model, x, k, precision, rounds):
-    """Seconds of the estimator with GaussianMap and with torch's checked Normal, alternating; their
-    medians, ratio and NLL difference (same seed: 0 up to float rounding)."""
+    """GaussianMap against torch's checked Normal (see `alternate`; same seed, so the NLL
+    difference is 0 up to float rounding)."""
     from vaekit.models import hvae
 
     ours = hvae.GaussianMap
-    times, nll = {"gaussian_map": [], "checked_normal": []}, {}
-    try:
-        for _ in range(rounds):
-            for name, make in (("checked_normal", checked_normal_map), ("gaussian_map", ours)):
-                hvae.GaussianMap = make
-                r = time_vaekit(model, x, k, precision)
-                times[name].append(r["seconds"])
-                nll[name] = r["nll"]
-    finally:
-        hvae.GaussianMap = ours
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    return {"seconds": times, "median_seconds": medians,
-            "speedup": medians["checked_normal"] / medians["gaussian_map"],
-            "nll_difference": nll["gaussian_map"] - nll["checked_normal"]}
+
+    def use(name):
+        hvae.GaussianMap = checked_normal_map if name == "checked_normal" else ours
+
+    return alternate(model, x, k, precision, rounds, "checked_normal", "gaussian_map", use)
 
 
 def time_pythae(python, model, x, k, batch, threads):
